@@ -1,0 +1,59 @@
+"""The FastAPI application: lifespan loading, middleware, routers."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import Depends, FastAPI
+
+from api.auth import require_api_key
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
+from api.metrics import RequestMetrics
+from api.routes import documents, items, openai_compat, search, system
+from api.settings import Settings
+from api.state import AppState
+
+DESCRIPTION = """Self-hosted multimodal retrieval on Milvus.
+
+Ingest documents, search them by meaning, and embed text through an OpenAI-compatible endpoint.
+Errors are JSON: `{"error": {"code": "...", "message": "..."}}`.
+"""
+
+
+def package_version() -> str:
+    try:
+        return version("prism-retrieval")
+    except PackageNotFoundError:
+        return "0.0.0+source"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Models load in a background thread: /healthz answers at once, /readyz when loading is done.
+        app.state.prism.start_loading()
+        yield
+        app.state.prism.close()
+
+    app = FastAPI(title="Prism", version=package_version(), description=DESCRIPTION, lifespan=lifespan)
+    app.state.prism = AppState(settings)
+    app.state.api_keys = settings.api_key_list
+
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestMetrics)
+
+    app.include_router(system.router)
+    protected = [Depends(require_api_key)]
+    for router in (documents.router, search.router, items.router, openai_compat.router):
+        app.include_router(router, prefix="/v1", dependencies=protected)
+    return app
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,207 @@
+"""The `prism` command line.
+
+Milvus Lite lets one process open its database, and that process is normally the server. So every
+command talks to the server over HTTP; only when no server answers at --url does the CLI run the
+same FastAPI app in-process (over an in-memory transport), which opens the store directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+
+from api.settings import Settings
+
+DOCUMENT_SUFFIXES = {".txt", ".md", ".markdown", ".pdf"}
+
+
+class CliError(Exception):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except CliError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    settings_help = "Configuration comes from PRISM_* environment variables or a prism.toml file (PRISM_CONFIG)."
+    parser = argparse.ArgumentParser(prog="prism", description="Prism: self-hosted multimodal retrieval server.", epilog=settings_help)
+    parser.add_argument("--url", default=os.environ.get("PRISM_URL"), help="Server to talk to (default: PRISM_URL or http://PRISM_HOST:PRISM_PORT).")
+    parser.add_argument("--api-key", default=os.environ.get("PRISM_API_KEY"), help="API key for a server with PRISM_API_KEYS set (default: PRISM_API_KEY).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="Run the HTTP server.")
+    serve.add_argument("--host", help="Address to bind (default: PRISM_HOST or 127.0.0.1).")
+    serve.add_argument("--port", type=int, help="Port (default: PRISM_PORT or 8000).")
+    serve.set_defaults(run=run_serve)
+
+    ingest = commands.add_parser("ingest", help="Ingest .txt, .md and .pdf files and folders (recursively).")
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ingest.add_argument("--collection", default="default")
+    ingest.set_defaults(run=run_ingest)
+
+    search = commands.add_parser("search", help="Search a collection.")
+    search.add_argument("query")
+    search.add_argument("--top-k", type=int, default=10)
+    search.add_argument("--collection", default="default")
+    search.add_argument("--json", action="store_true", help="Print the raw JSON response.")
+    search.set_defaults(run=run_search)
+
+    collections = commands.add_parser("collections", help="List collections.")
+    collections.set_defaults(run=run_collections)
+
+    delete = commands.add_parser("delete", help="Delete an item by id (or a whole document with --document).")
+    delete.add_argument("id")
+    delete.add_argument("--document", action="store_true", help="ID is a document id: delete all its chunks.")
+    delete.add_argument("--collection", default="default", help="Collection of the document (with --document).")
+    delete.set_defaults(run=run_delete)
+
+    info = commands.add_parser("info", help="Show the effective configuration and the models in use.")
+    info.set_defaults(run=run_info)
+    return parser
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import configure_logging, create_app
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(create_app(settings), host=args.host or settings.host, port=args.port or settings.port, log_level=settings.log_level.lower())
+    return 0
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    files = find_documents(args.paths)
+    if not files:
+        raise CliError(f"no {', '.join(sorted(DOCUMENT_SUFFIXES))} files under {', '.join(map(str, args.paths))}")
+    chunks = failed = 0
+    with connect(args) as client:
+        for path, name in tqdm(files, unit="file", desc="ingest", file=sys.stderr):
+            response = client.post(
+                "/v1/documents/upload", data={"collection": args.collection}, files={"files": (name, path.read_bytes())}
+            )
+            if response.is_success:
+                chunks += response.json()["chunks"]
+            else:
+                failed += 1
+                tqdm.write(f"{name}: {error_message(response)}", file=sys.stderr)
+    print(f"ingested {len(files) - failed} of {len(files)} files ({chunks} chunks) into {args.collection!r}")
+    return 1 if failed else 0
+
+
+def find_documents(paths: list[Path]) -> list[tuple[Path, str]]:
+    """(path, name sent to the server) for every document file; names are relative to the folder given."""
+    found: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_dir():
+            found += [(f, f.relative_to(path).as_posix()) for f in sorted(path.rglob("*")) if f.is_file() and f.suffix.lower() in DOCUMENT_SUFFIXES]
+        elif path.is_file():
+            found.append((path, path.name))
+        else:
+            raise CliError(f"{path} does not exist")
+    return found
+
+
+def run_search(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        body = request_json(client, "POST", "/v1/search", json={"query": {"text": args.query}, "collection": args.collection, "top_k": args.top_k})
+    if args.json:
+        print(json.dumps(body, indent=2, ensure_ascii=False))
+        return 0
+    for rank, result in enumerate(body["results"], 1):
+        snippet = " ".join(result["text"].split())[:160]
+        print(f"{rank:>2}. {result['score']:.4f}  {result['doc_id']}  [{result['id']}]\n    {snippet}")
+    print(f"({len(body['results'])} results, {body['timings_ms']['total']:.1f} ms)")
+    return 0
+
+
+def run_collections(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        body = request_json(client, "GET", "/v1/collections")
+    for collection in body["collections"]:
+        print(f"{collection['name']}\t{collection['items']} items")
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        if args.document:
+            body = request_json(client, "DELETE", f"/v1/documents/{args.id}", params={"collection": args.collection})
+        else:
+            body = request_json(client, "DELETE", f"/v1/items/{args.id}")
+    print(f"deleted {body['deleted']} item(s)")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        info = request_json(client, "GET", "/v1/info")
+    print(json.dumps({"configuration": Settings().public_view(), "server": info}, indent=2, ensure_ascii=False))
+    return 0
+
+
+@contextmanager
+def connect(args: argparse.Namespace) -> Iterator[httpx.Client]:
+    """A client for the running server, or for an in-process app when none answers."""
+    settings = Settings()
+    url = args.url or f"http://{settings.host}:{settings.port}"
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    client = httpx.Client(base_url=url, headers=headers, timeout=600)
+    try:
+        client.get("/healthz", timeout=2)
+    except httpx.TransportError:
+        client.close()
+        print(f"no server at {url}; opening the store at {settings.store_uri} directly", file=sys.stderr)
+        with in_process_client(settings, headers) as local:
+            yield local
+        return
+    with client:
+        yield client
+
+
+@contextmanager
+def in_process_client(settings: Settings, headers: dict[str, str]) -> Iterator[httpx.Client]:
+    # The same app the server runs, so direct mode cannot drift from the HTTP API.
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    app = create_app(settings)
+    with TestClient(app, headers=headers) as client:
+        if not app.state.prism.wait_loaded():
+            raise CliError(f"cannot open Prism: {app.state.prism.error}")
+        yield client
+
+
+def request_json(client: httpx.Client, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    response = client.request(method, path, **kwargs)
+    if not response.is_success:
+        raise CliError(f"{method} {path} -> {response.status_code}: {error_message(response)}")
+    return response.json()
+
+
+def error_message(response: httpx.Response) -> str:
+    try:
+        return response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return response.text[:500]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

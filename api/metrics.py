@@ -1,0 +1,56 @@
+"""Prometheus metrics: request counts and latency by route, and latency by pipeline stage."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+REQUESTS = Counter("prism_requests_total", "HTTP requests served.", ["method", "route", "status"])
+REQUEST_SECONDS = Histogram("prism_request_seconds", "HTTP request latency.", ["method", "route"], buckets=LATENCY_BUCKETS)
+STAGE_SECONDS = Histogram(
+    "prism_stage_seconds", "Latency of one pipeline stage (embed, search, store, ...).", ["operation", "stage"], buckets=LATENCY_BUCKETS
+)
+
+
+def observe_stages(operation: str, timings_ms: dict[str, float]) -> None:
+    for stage, ms in timings_ms.items():
+        STAGE_SECONDS.labels(operation, stage).observe(ms / 1000)
+
+
+def metrics_response() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+class RequestMetrics:
+    """ASGI middleware that counts and times every request, labelled by route template, not raw path."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            # Unmatched paths share one label so a scanner cannot blow up the metric's cardinality.
+            template = getattr(route, "path", "unmatched")
+            REQUEST_SECONDS.labels(scope["method"], template).observe(time.perf_counter() - started)
+            REQUESTS.labels(scope["method"], template, str(status)).inc()

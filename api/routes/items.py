@@ -1,0 +1,32 @@
+"""Single items (chunks) and collections."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from api.routes.deps import get_library
+from api.schemas import CollectionOut, CollectionsOut, DeletedOut, ItemOut
+from retrieval import Library
+
+router = APIRouter()
+
+
+@router.get("/items/{item_id}", response_model=ItemOut, tags=["items"], summary="Get one item")
+def get_item(item_id: str, library: Library = Depends(get_library)) -> ItemOut:
+    return ItemOut.of(library.get_item(item_id))
+
+
+@router.delete("/items/{item_id}", response_model=DeletedOut, tags=["items"], summary="Delete one item")
+def delete_item(item_id: str, library: Library = Depends(get_library)) -> DeletedOut:
+    library.delete_item(item_id)
+    return DeletedOut(deleted=1)
+
+
+@router.get("/collections", response_model=CollectionsOut, tags=["collections"], summary="List collections")
+def list_collections(library: Library = Depends(get_library)) -> CollectionsOut:
+    return CollectionsOut(collections=[CollectionOut.of(info) for info in library.collections()])
+
+
+@router.delete("/collections/{name}", response_model=DeletedOut, tags=["collections"], summary="Delete a collection and its items")
+def drop_collection(name: str, library: Library = Depends(get_library)) -> DeletedOut:
+    return DeletedOut(deleted=library.drop_collection(name))

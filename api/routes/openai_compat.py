@@ -1,0 +1,45 @@
+"""OpenAI-compatible embeddings, so existing OpenAI clients can use Prism's text model directly."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+from fastapi import APIRouter, Depends
+
+from api.routes.deps import get_library
+from api.schemas import EmbeddingOut, EmbeddingsIn, EmbeddingsOut, ModelCard, ModelsOut
+from retrieval import InvalidInput, Library, NotFound
+
+router = APIRouter(tags=["openai"])
+
+DEFAULT_MODEL_ID = "default"
+
+
+def model_ids(library: Library) -> list[str]:
+    return [DEFAULT_MODEL_ID, library.text_model.name]
+
+
+@router.get("/models", response_model=ModelsOut, summary="Models accepted by /v1/embeddings")
+def list_models(library: Library = Depends(get_library)) -> ModelsOut:
+    return ModelsOut(data=[ModelCard(id=model_id) for model_id in model_ids(library)])
+
+
+@router.post("/embeddings", response_model=EmbeddingsOut, summary="Create embeddings (OpenAI-compatible)")
+def create_embeddings(body: EmbeddingsIn, library: Library = Depends(get_library)) -> EmbeddingsOut:
+    """Documents get no instruction; `input_type: "query"` adds the query instruction."""
+    if body.model not in model_ids(library):
+        raise NotFound(f"model {body.model!r} is not served here; GET /v1/models lists {model_ids(library)}")
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts or any(not text.strip() for text in texts):
+        raise InvalidInput("input must be a non-empty string or a list of non-empty strings")
+    vectors = library.embed(texts, dimensions=body.dimensions, as_query=body.input_type == "query")
+    data = [EmbeddingOut(index=i, embedding=encode(vector, body.encoding_format)) for i, vector in enumerate(vectors)]
+    tokens = sum(len(library.encoder.token_spans(text)) for text in texts)
+    return EmbeddingsOut(data=data, model=library.text_model.name, usage={"prompt_tokens": tokens, "total_tokens": tokens})
+
+
+def encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":  # little-endian float32, as OpenAI's clients decode it
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return vector.tolist()

@@ -1,0 +1,51 @@
+"""Liveness, readiness, info and metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from api.auth import require_api_key
+from api.errors import error_response
+from api.metrics import metrics_response
+from api.schemas import InfoOut, ModelOut
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: models and store are loaded")
+def readyz(request: Request) -> JSONResponse:
+    state = request.app.state.prism
+    if state.library is None:
+        return error_response(503, "not_ready", state.error or "models are still loading")
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/v1/info", response_model=InfoOut, dependencies=[Depends(require_api_key)], summary="Models and store in use")
+def info(request: Request) -> InfoOut:
+    state = request.app.state.prism
+    library = state.library
+    models = {}
+    if library is not None:
+        text = library.text_model
+        models["text"] = ModelOut(
+            name=text.name,
+            backend=text.backend,
+            dimension=text.dimension,
+            max_tokens=text.max_tokens,
+            fallback_used=text.fallback_reason is not None,
+            requested=text.requested,
+            fallback_reason=text.fallback_reason,
+        )
+    store = {"kind": library.store.kind if library else "unknown", "uri": state.settings.store_uri}
+    return InfoOut(version=request.app.version, ready=library is not None, error=state.error, models=models, store=store)
+
+
+@router.get("/metrics", dependencies=[Depends(require_api_key)], summary="Prometheus metrics", include_in_schema=True)
+def metrics() -> Response:
+    return metrics_response()

@@ -1,0 +1,179 @@
+"""Typed request and response bodies; their descriptions are what /docs shows."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from retrieval import CollectionInfo, Hit, Item
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
+
+
+# Documents
+
+
+class DocumentIn(Strict):
+    id: str | None = Field(None, description="Stable document id; re-ingesting the same id replaces its chunks. Default: a hash of the text.")
+    text: str = Field(description="The document's text.")
+    title: str | None = None
+    source: str | None = Field(None, description="Where the text came from, e.g. a file name. Filterable.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Free JSON metadata, returned with results and filterable.")
+
+
+class DocumentsIn(Strict):
+    collection: str = Field("default", description="Collection to add to; created on first use.")
+    documents: list[DocumentIn] = Field(min_length=1)
+
+
+class IngestOut(BaseModel):
+    ids: list[str] = Field(description="Document ids, in request order.")
+    chunks: int = Field(description="Chunks written.")
+    embedded: int = Field(description="Distinct chunk texts the encoder embedded.")
+    reused: int = Field(description="Chunks whose vector was already known from identical content.")
+    timings_ms: dict[str, float]
+
+
+class DeletedOut(BaseModel):
+    deleted: int = Field(description="Items removed.")
+
+
+# Search
+
+
+class QueryIn(Strict):
+    text: str = Field(description="Text to search for.")
+
+
+class SearchIn(Strict):
+    query: QueryIn
+    collection: str = "default"
+    top_k: int = Field(10, ge=1, le=1000)
+    filters: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Structured filters, e.g. {"source": "a.pdf", "doc_id": ["d1", "d2"], '
+        '"created_at": {"gte": 1700000000000}, "metadata": {"lang": "en"}}. Lists mean "any of".',
+    )
+    min_score: float | None = Field(None, description="Drop results whose cosine similarity is below this.")
+
+
+class ItemOut(BaseModel):
+    id: str
+    collection: str
+    modality: str
+    doc_id: str
+    text: str
+    title: str
+    source: str
+    position: int = Field(description="Index of the chunk within its document.")
+    char_start: int = Field(description="Offset of the chunk in the document text as submitted.")
+    char_end: int
+    created_at: int = Field(description="Milliseconds since the epoch.")
+    metadata: dict[str, Any]
+
+    @classmethod
+    def of(cls, item: Item) -> "ItemOut":
+        return cls(
+            id=item.id,
+            collection=item.collection,
+            modality=item.modality,
+            doc_id=item.doc_id,
+            text=item.text,
+            title=item.title,
+            source=item.source,
+            position=item.position,
+            char_start=item.char_start,
+            char_end=item.char_end,
+            created_at=item.created_at,
+            metadata=item.metadata,
+        )
+
+
+class ResultOut(ItemOut):
+    score: float = Field(description="Cosine similarity between query and item, higher is closer.")
+
+    @classmethod
+    def of_hit(cls, hit: Hit) -> "ResultOut":
+        return cls(**ItemOut.of(hit.item).model_dump(), score=hit.score)
+
+
+class SearchOut(BaseModel):
+    results: list[ResultOut]
+    timings_ms: dict[str, float] = Field(description="Milliseconds per stage: embed, search, total.")
+
+
+# Collections and info
+
+
+class CollectionOut(BaseModel):
+    name: str
+    items: int
+    created_at: int
+
+    @classmethod
+    def of(cls, info: CollectionInfo) -> "CollectionOut":
+        return cls(name=info.name, items=info.items, created_at=info.created_at)
+
+
+class CollectionsOut(BaseModel):
+    collections: list[CollectionOut]
+
+
+class ModelOut(BaseModel):
+    name: str
+    backend: str
+    dimension: int
+    max_tokens: int
+    fallback_used: bool
+    requested: str | None = Field(None, description="The configured model, when a fallback replaced it.")
+    fallback_reason: str | None = None
+
+
+class InfoOut(BaseModel):
+    version: str
+    ready: bool
+    error: str | None = Field(None, description="Why the server is not ready, if it is not.")
+    models: dict[str, ModelOut] = Field(description="Loaded models per modality.")
+    store: dict[str, str] = Field(description="kind (milvus-lite or milvus) and uri.")
+
+
+# OpenAI-compatible embeddings
+
+
+class EmbeddingsIn(BaseModel):
+    input: str | list[str] = Field(description="Text or list of texts to embed.")
+    model: str = Field("default", description="A model id from GET /v1/models; `default` always works.")
+    dimensions: int | None = Field(None, ge=1, description="Matryoshka: return only this many dimensions, re-normalised.")
+    encoding_format: Literal["float", "base64"] = "float"
+    input_type: Literal["document", "query"] = Field(
+        "document", description="Prism extension: `query` adds the query instruction (Qwen3-Embedding)."
+    )
+    user: str | None = None
+
+
+class EmbeddingOut(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingsOut(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingOut]
+    model: str
+    usage: dict[str, int]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "prism"
+
+
+class ModelsOut(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

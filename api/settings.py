@@ -1,0 +1,117 @@
+"""Configuration: `PRISM_*` environment variables, optionally a TOML file, with embedded defaults.
+
+With nothing set, Prism runs on one machine: Milvus Lite under ./data and Qwen3-Embedding-0.6B
+in-process (or, offline, the MiniLM model a pip package ships).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from encoders import TextEncoderConfig
+from encoders.config import DEFAULT_QUERY_TASK, DEFAULT_TEXT_MODEL, FALLBACK_TEXT_MODEL
+from retrieval import ChunkingConfig
+
+CONFIG_FILE_ENV = "PRISM_CONFIG"  # path of an optional TOML file with the same keys, lowercase
+DEFAULT_CONFIG_FILE = "prism.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRISM_", extra="ignore")
+
+    # Server
+    host: str = Field("127.0.0.1", description="Address `prism serve` binds to.")
+    port: int = Field(8000, description="Port `prism serve` listens on.")
+    api_keys: SecretStr | None = Field(None, description="Comma-separated keys; when set, /v1 and /metrics need `Authorization: Bearer <key>`.")
+    max_request_bytes: int = Field(50 * 1024 * 1024, description="Largest request body accepted (HTTP 413 above).")
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    # Storage
+    data_dir: Path = Field(Path("./data"), description="Where Milvus Lite and other local state live.")
+    milvus_uri: str | None = Field(None, description="A Milvus server, e.g. http://host:19530. Default: Milvus Lite at DATA_DIR/milvus.db.")
+    milvus_token: SecretStr | None = Field(None, description="Milvus token (user:password) for a secured server.")
+
+    # Text encoder
+    text_backend: Literal["local", "openai", "sentence-transformers"] = Field("local", description="Which text encoder backend to use.")
+    text_model: str = Field(DEFAULT_TEXT_MODEL, description="Hub id or local directory (local, sentence-transformers), or the served model name (openai).")
+    text_dimensions: int | None = Field(None, description="Matryoshka dimensions; unset keeps the model's full size.")
+    text_query_task: str = Field(DEFAULT_QUERY_TASK, description="Instruction put in front of queries for Qwen3-Embedding.")
+    text_max_length: int = Field(8192, description="Longest input in tokens.")
+    text_batch_tokens: int = Field(16384, description="Padded tokens per forward pass (local backend).")
+    text_device: str = Field("auto", description="auto, cpu, cuda or cuda:N (local backends).")
+    text_fallback_model: str | None = Field(FALLBACK_TEXT_MODEL, description="Loaded when TEXT_MODEL cannot be had offline; empty disables the fallback.")
+    openai_base_url: str = Field("http://127.0.0.1:30000/v1", description="OpenAI-compatible embeddings server (e.g. SGLang).")
+    openai_api_key: SecretStr | None = Field(None, description="Key sent to the embeddings server.")
+    openai_timeout_s: float = Field(30.0, description="Per-request timeout for the embeddings server.")
+    openai_max_retries: int = Field(3, description="Retries (with backoff) on connection errors, 429 and 5xx.")
+    openai_batch_size: int = Field(64, description="Texts per embeddings request.")
+
+    # Ingestion
+    chunk_tokens: int = Field(512, ge=8, description="Tokens per chunk (clamped to the model's maximum).")
+    chunk_overlap: int = Field(64, ge=0, description="Tokens shared by neighbouring chunks.")
+    embedding_cache_size: int = Field(10_000, ge=0, description="Embeddings kept in memory to skip repeated text.")
+
+    @field_validator("text_fallback_model", "milvus_uri", mode="before")
+    @classmethod
+    def empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then the environment, then the TOML file.
+        config_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        elif CONFIG_FILE_ENV in os.environ:
+            raise FileNotFoundError(f"{CONFIG_FILE_ENV}={config_file} does not exist")
+        return tuple(sources)
+
+    @property
+    def store_uri(self) -> str:
+        return self.milvus_uri or str(self.data_dir / "milvus.db")
+
+    @property
+    def api_key_list(self) -> list[str]:
+        raw = self.api_keys.get_secret_value() if self.api_keys else ""
+        return [key.strip() for key in raw.split(",") if key.strip()]
+
+    def text_encoder_config(self) -> TextEncoderConfig:
+        return TextEncoderConfig(
+            backend=self.text_backend,
+            model=self.text_model,
+            dimensions=self.text_dimensions,
+            query_task=self.text_query_task,
+            max_length=self.text_max_length,
+            batch_tokens=self.text_batch_tokens,
+            device=self.text_device,
+            fallback_model=self.text_fallback_model,
+            base_url=self.openai_base_url,
+            api_key=self.openai_api_key.get_secret_value() if self.openai_api_key else None,
+            timeout_s=self.openai_timeout_s,
+            max_retries=self.openai_max_retries,
+            batch_size=self.openai_batch_size,
+        )
+
+    def chunking_config(self) -> ChunkingConfig:
+        return ChunkingConfig(max_tokens=self.chunk_tokens, overlap=self.chunk_overlap)
+
+    def public_view(self) -> dict[str, Any]:
+        """The effective configuration with secrets masked, for `prism info` and GET /v1/info."""
+        view = self.model_dump(mode="json")
+        for name in ("api_keys", "milvus_token", "openai_api_key"):
+            view[name] = "***" if view.get(name) else None
+        view["store_uri"] = self.store_uri
+        return view

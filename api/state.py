@@ -1,0 +1,92 @@
+"""Loading the models and the store in the background, so the server answers /healthz at once.
+
+Until the Library is ready, /readyz and every /v1 route answer 503 with the reason. A backend that is
+down at start (an SGLang server still loading, a Milvus server still booting) is retried with backoff;
+a wrong configuration (an index built by another model) is reported and not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from api.settings import Settings
+from encoders import EncoderUnavailable, create_text_encoder
+from retrieval import Library, MilvusStore, StoreUnavailable
+
+log = logging.getLogger("prism")
+
+RETRY_DELAYS_S = (1, 2, 5, 10, 30)  # then every 30 s
+
+
+class ServiceNotReady(Exception):
+    """The Library is still loading or could not be loaded (HTTP 503)."""
+
+
+def open_library(settings: Settings) -> Library:
+    """Build the Library from settings: the one wiring used by the server and the CLI."""
+    encoder = create_text_encoder(settings.text_encoder_config())
+    info = encoder.info
+    if info.fallback_reason:
+        log.warning("text model %s is unavailable (%s); using the fallback %s", info.requested, info.fallback_reason, info.name)
+    store = MilvusStore(settings.store_uri, token=settings.milvus_token.get_secret_value() if settings.milvus_token else None)
+    try:
+        return Library(encoder, store, settings.chunking_config(), settings.embedding_cache_size)
+    except BaseException:
+        store.close()
+        raise
+
+
+class AppState:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.library: Library | None = None
+        self.error: str | None = None  # why the library is not ready, once loading failed
+        self._stop = threading.Event()
+        self._attempted = threading.Event()  # set once the first loading attempt has ended
+        self._thread: threading.Thread | None = None
+
+    def start_loading(self) -> None:
+        self._thread = threading.Thread(target=self._load, name="prism-loader", daemon=True)
+        self._thread.start()
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Block until the first loading attempt ends; True if it succeeded (tests, the CLI's direct mode)."""
+        self._attempted.wait(timeout)
+        return self.library is not None
+
+    def _load(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                self.library = open_library(self.settings)
+                self.error = None
+                info = self.library.text_model
+                log.info("ready: text model %s (%d-d), store %s", info.name, info.dimension, self.library.store.kind)
+                return
+            except (EncoderUnavailable, StoreUnavailable) as error:
+                delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+                self.error = f"{error} (retrying in {delay} s)"
+                log.warning("not ready: %s", self.error)
+            except Exception as error:  # a configuration error: retrying would fail the same way
+                self.error = f"{type(error).__name__}: {error}"
+                log.error("cannot start: %s", self.error)
+                return
+            finally:
+                self._attempted.set()
+            attempt += 1
+            self._stop.wait(delay)
+
+    def require_library(self) -> Library:
+        if self.library is None:
+            raise ServiceNotReady(self.error or "models are still loading")
+        return self.library
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.library is not None:
+            self.library.close()
+            self.library = None
+

@@ -1,0 +1,63 @@
+"""Query latency by stage (embed, search, total as the server reports it, and the client's wall time),
+p50 and p95, at several collection sizes.
+
+    .venv/bin/python bench/query.py [--sizes 1000,10000] [--queries 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+from common import WORDS, percentile, running_server, synthetic_documents, write_results
+
+STAGES = ("embed", "search", "total", "wall")
+
+
+def measure(size: int, queries: int) -> dict:
+    documents = synthetic_documents(size, sentences=1, seed=size)  # one sentence: one chunk per document
+    rng = random.Random(1)
+    samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    with running_server() as client:
+        for start in range(0, size, 256):
+            client.post("/v1/documents", json={"collection": "bench", "documents": documents[start : start + 256]}).raise_for_status()
+        chunks = next(c["items"] for c in client.get("/v1/collections").json()["collections"] if c["name"] == "bench")
+        for index in range(queries + 5):
+            text = f"{rng.choice(WORDS)} and {rng.choice(WORDS)} near a {rng.choice(WORDS)} ({index})"  # distinct: no cache hits
+            started = time.perf_counter()
+            response = client.post("/v1/search", json={"query": {"text": text}, "collection": "bench", "top_k": 10})
+            wall = (time.perf_counter() - started) * 1000
+            response.raise_for_status()
+            if index < 5:
+                continue  # warm-up
+            timings = response.json()["timings_ms"]
+            for stage in ("embed", "search", "total"):
+                samples[stage].append(timings[stage])
+            samples["wall"].append(wall)
+    return {"chunks": chunks, **{stage: {"p50": percentile(v, 50), "p95": percentile(v, 95)} for stage, v in samples.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000", help="comma-separated chunk counts")
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+
+    results = {int(size): measure(int(size), args.queries) for size in args.sizes.split(",")}
+    lines = [
+        f"Query latency in ms, {args.queries} queries, top_k 10, Milvus Lite (exact search)",
+        "",
+        "| chunks | embed p50 | embed p95 | search p50 | search p95 | total p50 | total p95 | wall p50 | wall p95 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, r in results.items():
+        cells = " | ".join(f"{r[stage][q]:.1f}" for stage in STAGES for q in ("p50", "p95"))
+        lines.append(f"| {r['chunks']} | {cells} |")
+    markdown = "\n".join(lines) + "\n"
+    print(markdown)
+    write_results("query", {"args": vars(args), "results": results}, markdown)
+
+
+if __name__ == "__main__":
+    main()

