@@ -49,9 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics)
 
     app.include_router(system.router)
-    protected = [Depends(require_api_key)]
+    # Each router carries its full /v1 prefix itself, so route templates (metric labels) are complete.
     for router in (documents.router, search.router, items.router, openai_compat.router):
-        app.include_router(router, prefix="/v1", dependencies=protected)
+        app.include_router(router, dependencies=[Depends(require_api_key)])
     return app
 
 

@@ -162,17 +162,18 @@ def connect(args: argparse.Namespace) -> Iterator[httpx.Client]:
     settings = Settings()
     url = args.url or f"http://{settings.host}:{settings.port}"
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
-    client = httpx.Client(base_url=url, headers=headers, timeout=600)
-    try:
-        client.get("/healthz", timeout=2)
-    except httpx.TransportError:
-        client.close()
-        print(f"no server at {url}; opening the store at {settings.store_uri} directly", file=sys.stderr)
-        with in_process_client(settings, headers) as local:
-            yield local
-        return
-    with client:
-        yield client
+    with httpx.Client(base_url=url, headers=headers, timeout=600) as client:
+        try:
+            client.get("/healthz", timeout=2)
+            server_running = True
+        except httpx.TransportError:
+            server_running = False
+        if server_running:
+            yield client
+            return
+    print(f"no server at {url}; opening the store at {settings.store_uri} directly", file=sys.stderr)
+    with in_process_client(settings, headers) as local:
+        yield local
 
 
 @contextmanager

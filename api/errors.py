@@ -38,7 +38,10 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 def describe_validation_error(error: RequestValidationError) -> str:
     parts = []
     for problem in error.errors():
-        where = ".".join(str(part) for part in problem.get("loc", ()) if part not in ("body", "query", "path", "form"))
+        location = list(problem.get("loc", ()))
+        if location and location[0] in ("body", "query", "path", "header", "cookie"):
+            location = location[1:]  # where the field was sent; the field's own path is what helps
+        where = ".".join(str(part) for part in location)
         parts.append(f"{where}: {problem.get('msg')}" if where else str(problem.get("msg")))
     return "; ".join(parts) or "invalid request"
 

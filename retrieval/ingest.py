@@ -98,10 +98,8 @@ class Ingestor:
         with timer.stage("store"):
             self.store.create_collection(collection)
             self.store.upsert(items)
-            # Only after the new chunks are in: drop what a previous, longer version left behind.
-            for doc_id in first_index:
-                keep = [item.id for item in items if item.doc_id == doc_id]
-                self.store.delete_document(collection, doc_id, keep_ids=keep)
+            # Only after the new chunks are in: drop what previous, longer versions left behind.
+            self.store.delete_documents(collection, list(first_index), keep_ids=[item.id for item in items])
         return IngestResult(ids=list(first_index), chunks=len(items), embedded=embedded, reused=reused, timings_ms=timer.finish())
 
     def _chunk(self, collection: str, index: int, document: Document) -> list[Item]:

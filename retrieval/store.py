@@ -98,14 +98,17 @@ class StoreMismatch(RuntimeError):
 
 # How pymilvus reports "the server is gone": a gRPC status, pymilvus' own connection-failure
 # code (2, which Milvus servers also use for "service unavailable"; Milvus Lite never sends it),
-# or its connection exception classes. Anything else is a real error and propagates as is.
+# or its connection exception classes. And 101, "collection not loaded": the store loads its
+# collections when it opens them, so this means a restarted server is still reloading them
+# (measured: ~30 s of it after a restart). Anything else is a real error and propagates as is.
 _UNAVAILABLE_GRPC_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
-_UNAVAILABLE_MILVUS_CODES = {Status.CONNECT_FAILED, *_UNAVAILABLE_GRPC_CODES}
+_COLLECTION_NOT_LOADED = 101
+_UNAVAILABLE_MILVUS_CODES = {Status.CONNECT_FAILED, _COLLECTION_NOT_LOADED, *_UNAVAILABLE_GRPC_CODES}
 
 
 def is_unavailable_error(exc: BaseException) -> bool:
-    """True when `exc` (or what caused it) means Milvus did not answer, as opposed to Milvus
-    answering with an error."""
+    """True when `exc` (or what caused it) means Milvus cannot answer now (gone, or still
+    starting), as opposed to Milvus answering with an error."""
     seen: set[int] = set()
     current: BaseException | None = exc
     # pymilvus raises `e from e`, so the cause chain can loop: track what was visited.
@@ -522,14 +525,23 @@ class MilvusStore:
         return len(existing)
 
     def delete_document(self, collection: str, doc_id: str, keep_ids: Sequence[str] = ()) -> int:
-        """Delete a document's items except `keep_ids`. Re-ingestion upserts the new chunks
-        first and then calls this, so the document is never missing. Returns the count."""
+        """Delete a document's items except `keep_ids`. Returns the count."""
+        return self.delete_documents(collection, [doc_id], keep_ids)
+
+    def delete_documents(self, collection: str, doc_ids: Sequence[str], keep_ids: Sequence[str] = ()) -> int:
+        """Delete the items of several documents except `keep_ids`, with one query per batch of
+        documents rather than one per document (each query scans the collection on Lite).
+        Re-ingestion upserts the new chunks first and then calls this, so a document is never
+        missing. Returns the count."""
         keep = set(keep_ids)
         with self._lock:
             if not self._space_exists():
                 return 0
-            rows = self._query(self._space_collection, _document_is(collection, doc_id), ["id"])
-            stale = [row["id"] for row in rows if row["id"] not in keep]
+            stale: list[str] = []
+            for batch in _chunks(list(dict.fromkeys(doc_ids)), IN_LIST_BATCH):
+                expression = f"{_collection_is(collection)} and {string_in('doc_id', batch)}"
+                rows = self._query(self._space_collection, expression, ["id"])
+                stale.extend(row["id"] for row in rows if row["id"] not in keep)
             self._delete_ids(stale)
         return len(stale)
 

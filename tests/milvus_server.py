@@ -95,17 +95,15 @@ def main() -> int:
     default_server.set_base_dir(str(base_dir))
     # config.update (not the listen_port setter) makes these exact ports, failing if taken.
     default_server.config.update(proxy_port=args.port, etcd_port=etcd_client_port)
-    # Spawn and return: readiness is watched by a thread below, so that a signal arriving
-    # during the start-up never has to interrupt the package's own blocking health loop.
-    default_server.wait_for_started = False
-    default_server.start()
-    proc = default_server.server_proc
     stopping = threading.Event()
 
     def stop(*_: object) -> None:
         # Runs in the main thread while it may sit in proc.wait(): only send signals here
         # (a nested wait would deadlock on Popen's lock); the main thread reaps the process.
         stopping.set()
+        proc = default_server.server_proc
+        if proc is None:  # milvus not spawned yet
+            raise SystemExit(0)
         proc.terminate()
         killer = threading.Timer(STOP_GRACE_SECONDS, proc.kill)
         killer.daemon = True  # must not keep us alive once milvus is gone
@@ -113,6 +111,11 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # Spawn and return: readiness is watched by a thread below, so that a signal arriving
+    # during the start-up never has to interrupt the package's own blocking health loop.
+    default_server.wait_for_started = False
+    default_server.start()
+    proc = default_server.server_proc
     health_url = f"http://127.0.0.1:{default_server.webservice_port}/healthz"
     threading.Thread(
         target=announce_when_healthy, args=(proc, health_url, args.port), daemon=True

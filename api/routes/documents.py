@@ -11,7 +11,7 @@ from api.routes.deps import get_library
 from api.schemas import DeletedOut, DocumentsIn, IngestOut
 from retrieval import Document, IngestResult, Library, UploadedFile
 
-router = APIRouter(tags=["documents"])
+router = APIRouter(prefix="/v1", tags=["documents"])
 
 
 def ingest_response(result: IngestResult) -> IngestOut:

@@ -8,7 +8,7 @@ from api.routes.deps import get_library
 from api.schemas import CollectionOut, CollectionsOut, DeletedOut, ItemOut
 from retrieval import Library
 
-router = APIRouter()
+router = APIRouter(prefix="/v1")
 
 
 @router.get("/items/{item_id}", response_model=ItemOut, tags=["items"], summary="Get one item")

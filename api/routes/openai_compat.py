@@ -11,7 +11,7 @@ from api.routes.deps import get_library
 from api.schemas import EmbeddingOut, EmbeddingsIn, EmbeddingsOut, ModelCard, ModelsOut
 from retrieval import InvalidInput, Library, NotFound
 
-router = APIRouter(tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"])
 
 DEFAULT_MODEL_ID = "default"
 

@@ -9,7 +9,7 @@ from api.routes.deps import get_library
 from api.schemas import ResultOut, SearchIn, SearchOut
 from retrieval import Library, TextQuery
 
-router = APIRouter(tags=["search"])
+router = APIRouter(prefix="/v1", tags=["search"])
 
 
 @router.post("/search", response_model=SearchOut, summary="Search a collection with a text query")
