@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import logging
 import threading
 import time
 from collections import Counter
@@ -158,6 +159,19 @@ def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 # another process can open the directory afterwards and test runs do not pile up servers.
 _lite_open_counts: Counter[str] = Counter()
 _lite_open_counts_lock = threading.Lock()
+
+
+class _HideLiteUnimplemented(logging.Filter):
+    """pymilvus asks for AllocTimestamp when it creates a collection; Milvus Lite's in-process
+    gRPC server does not implement it, pymilvus carries on without it, and grpc logs the refusal
+    as an ERROR with a traceback. Hide exactly that record, so real errors stay visible."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        unimplemented = record.exc_info is not None and isinstance(record.exc_info[1], NotImplementedError)
+        return not (unimplemented and record.getMessage().startswith("Exception calling application"))
+
+
+logging.getLogger("grpc._server").addFilter(_HideLiteUnimplemented())
 
 
 def _lite_acquired(path: str) -> None:
@@ -502,8 +516,18 @@ class MilvusStore:
         # Last one wins for a repeated id, as it would across calls: Milvus may keep both rows
         # of a batch that repeats a primary key.
         rows_by_id = {item.id: _row_from_item(item, self._dimension) for item in items}
-        for batch in _size_limited_batches(list(rows_by_id.values())):
-            self._call("upsert", self._space_collection, batch)
+        with self._lock:
+            for batch in _size_limited_batches(list(rows_by_id.values())):
+                self._call("upsert", self._space_collection, batch)
+            self._seal_lite_writes(self._space_collection)
+
+    def _seal_lite_writes(self, collection: str) -> None:
+        """On Milvus Lite, flush after every write. Lite searches unflushed rows by brute force
+        in Python: measured at 10k rows, 370 ms per search unflushed against 16-23 ms flushed,
+        while a flush costs about 0.15 ms per new row (5-40 ms for a typical request). A Milvus
+        server seals segments by itself and rate-limits flushes, so it is left alone."""
+        if self._kind == "milvus-lite":
+            self._call("flush", collection)
 
     def get(self, item_id: str) -> Item | None:
         """The item without its vector, or None."""
@@ -617,6 +641,7 @@ class MilvusStore:
     def _delete(self, collection: str, filter_expr: str) -> None:
         """Delete rows so that this process's next reads no longer see them."""
         self._call("delete", collection, filter=filter_expr)
+        self._seal_lite_writes(collection)
         if self._kind == "milvus":
             # A Milvus 2.3 server answers a delete without a timestamp, so pymilvus cannot move
             # the Session read timestamp past it, and reads return the deleted rows for another
