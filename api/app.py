@@ -57,3 +57,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # faiss (inside Milvus Lite) reports at INFO each CPU instruction set it tried and could not load.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)

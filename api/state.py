@@ -25,10 +25,7 @@ class ServiceNotReady(Exception):
 
 def open_library(settings: Settings) -> Library:
     """Build the Library from settings: the one wiring used by the server and the CLI."""
-    encoder = create_text_encoder(settings.text_encoder_config())
-    info = encoder.info
-    if info.fallback_reason:
-        log.warning("text model %s is unavailable (%s); using the fallback %s", info.requested, info.fallback_reason, info.name)
+    encoder = create_text_encoder(settings.text_encoder_config())  # logs a WARNING if it fell back
     store = MilvusStore(settings.store_uri, token=settings.milvus_token.get_secret_value() if settings.milvus_token else None)
     try:
         return Library(encoder, store, settings.chunking_config(), settings.embedding_cache_size)

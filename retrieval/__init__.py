@@ -6,7 +6,8 @@ from retrieval.filters import InvalidFilter
 from retrieval.ingest import ChunkingConfig
 from retrieval.library import Library, UploadedFile
 from retrieval.search import TextQuery
-from retrieval.store import MilvusStore, StoreMismatch, StoreUnavailable
+from retrieval.store import MilvusStore
+from retrieval.store_errors import StoreMismatch, StoreUnavailable
 from retrieval.types import CollectionInfo, Document, Hit, IngestResult, Item, SearchResult
 
 __all__ = [

@@ -11,65 +11,52 @@ Layout in Milvus
 Lite and server differ in a few ways that this module hides (see the notes inline): the index
 type and search parameters, what delete() returns, whether existing collections open loaded,
 and when a delete becomes visible to reads.
+
+This module is the MilvusStore and how it talks to Milvus. Beside it: store_schema (the
+collections' fields, schemas and indexes, Item <-> row), store_errors (StoreUnavailable,
+StoreMismatch, telling an unreachable Milvus from an error) and lite_server (Milvus Lite's
+in-process servers).
 """
 
 from __future__ import annotations
 
-import json
-import re
-import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
-import grpc
-import numpy as np
-from pymilvus import DataType, MilvusClient
-from pymilvus.client.types import Status
-from pymilvus.exceptions import ConnectError, MilvusException, MilvusUnavailableException
+from pymilvus import MilvusClient
 
 from retrieval.filters import string_in, string_literal
+from retrieval.lite_server import lite_acquired, lite_released
+from retrieval.store_errors import StoreMismatch, StoreUnavailable, is_unavailable_error, reason, redact
+from retrieval.store_schema import (
+    INT64_FIELDS,
+    ITEM_FIELDS,
+    META_COLLECTION,
+    META_DUMMY_VECTOR,
+    SPACE_COLLECTION_PREFIX,
+    SPACE_NAME_PATTERN,
+    VARCHAR_MAX_BYTES,
+    StoreKind,
+    item_from_row,
+    meta_index_params,
+    meta_schema,
+    search_params,
+    space_index_params,
+    space_schema,
+    upsert_batches,
+)
 from retrieval.types import CollectionInfo, Hit, Item
 
-META_COLLECTION = "prism_meta"
-SPACE_COLLECTION_PREFIX = "prism_"
-
-# VARCHAR fields of a space collection and their max_length. Milvus counts UTF-8 bytes, not
-# characters, so upsert checks byte lengths up front to fail with a message naming the item.
-VARCHAR_MAX_BYTES: dict[str, int] = {
-    "id": 64,
-    "collection": 255,
-    "modality": 16,
-    "doc_id": 512,
-    "source": 1024,
-    "title": 1024,
-    "text": 65535,
-    "content_hash": 64,
-}
-INT64_FIELDS = ("position", "char_start", "char_end", "created_at")
-# Everything an Item holds except its vector, in schema order.
-ITEM_FIELDS = [
-    "id", "collection", "modality", "doc_id", "source", "title",
-    "position", "char_start", "char_end", "text", "content_hash", "created_at", "metadata",
-]  # fmt: skip
-
-META_KEY_MAX_BYTES = 512  # "collection:" + a 255-byte name fits with room to spare
-# Milvus requires every collection to have a vector field, even a plain key-value table.
-META_DUMMY_DIMENSION = 2
-META_DUMMY_VECTOR = [0.0] * META_DUMMY_DIMENSION
+__all__ = ["MilvusStore", "StoreMismatch", "StoreUnavailable"]
 
 MAX_DIMENSION = 32768  # Milvus' limit for FLOAT_VECTOR
 MAX_TOP_K = 16384  # Milvus' limit for a search's limit
 # Loading a large collection into memory (Lite on open, a server after a restart) can take
 # minutes, and is not a sign of an unreachable server.
 LOAD_TIMEOUT_SECONDS = 600.0
-UPSERT_BATCH_ROWS = 1000
-# Also cap a batch by size: 1000 rows of long texts would pass the server's 64 MB message limit.
-UPSERT_BATCH_BYTES = 16 * 1024 * 1024
 IN_LIST_BATCH = 500  # values per `field in [...]` expression
 
 # Reads see every write this process made (pymilvus remembers the timestamp of its last write
@@ -80,66 +67,6 @@ READ_CONSISTENCY = "Session"
 
 # Primary key of the marker row that a delete on a server is followed by (see _delete).
 SESSION_CLOCK_ID = "prism:session-clock"
-
-HNSW_BUILD_PARAMS = {"M": 16, "efConstruction": 200}
-HNSW_MIN_EF = 64
-
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-# prism_{space} must be a valid Milvus collection name.
-SPACE_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
-
-
-class StoreUnavailable(RuntimeError):
-    """Milvus cannot be reached (or a Milvus Lite file cannot be opened). The API answers 503."""
-
-
-class StoreMismatch(RuntimeError):
-    """The stored index was built with another embedding model or dimension."""
-
-
-# How pymilvus reports "the server is gone": a gRPC status, pymilvus' own connection-failure
-# code (2, which Milvus servers also use for "service unavailable"; Milvus Lite never sends it),
-# or its connection exception classes. And 101, "collection not loaded": the store loads its
-# collections when it opens them, so this means a restarted server is still reloading them
-# (measured: ~30 s of it after a restart). Anything else is a real error and propagates as is.
-_UNAVAILABLE_GRPC_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
-_COLLECTION_NOT_LOADED = 101
-_UNAVAILABLE_MILVUS_CODES = {Status.CONNECT_FAILED, _COLLECTION_NOT_LOADED, *_UNAVAILABLE_GRPC_CODES}
-
-
-def is_unavailable_error(exc: BaseException) -> bool:
-    """True when `exc` (or what caused it) means Milvus cannot answer now (gone, or still
-    starting), as opposed to Milvus answering with an error."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    # pymilvus raises `e from e`, so the cause chain can loop: track what was visited.
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (ConnectError, MilvusUnavailableException, ConnectionError)):
-            return True
-        if isinstance(current, MilvusException) and current.code in _UNAVAILABLE_MILVUS_CODES:
-            return True
-        if isinstance(current, grpc.RpcError) and callable(getattr(current, "code", None)):
-            if current.code() in _UNAVAILABLE_GRPC_CODES:
-                return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, MilvusException) and exc.message:
-        return exc.message
-    return str(exc) or type(exc).__name__
-
-
-def _redact(uri: str) -> str:
-    """The URI without user:password, for messages and logs."""
-    parts = urlsplit(uri)
-    if parts.scheme and (parts.username or parts.password):
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return parts._replace(netloc=netloc).geturl()
-    return uri
 
 
 def _now_ms() -> int:
@@ -152,42 +79,6 @@ T = TypeVar("T")
 def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-# Milvus Lite runs an in-process gRPC server per data directory and keeps it, and the
-# directory's lock, until the interpreter exits. The last store closing a path releases it, so
-# another process can open the directory afterwards and test runs do not pile up servers.
-_lite_open_counts: Counter[str] = Counter()
-_lite_open_counts_lock = threading.Lock()
-
-
-class _HideLiteUnimplemented(logging.Filter):
-    """pymilvus asks for AllocTimestamp when it creates a collection; Milvus Lite's in-process
-    gRPC server does not implement it, pymilvus carries on without it, and grpc logs the refusal
-    as an ERROR with a traceback. Hide exactly that record, so real errors stay visible."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        unimplemented = record.exc_info is not None and isinstance(record.exc_info[1], NotImplementedError)
-        return not (unimplemented and record.getMessage().startswith("Exception calling application"))
-
-
-logging.getLogger("grpc._server").addFilter(_HideLiteUnimplemented())
-
-
-def _lite_acquired(path: str) -> None:
-    with _lite_open_counts_lock:
-        _lite_open_counts[path] += 1
-
-
-def _lite_released(path: str) -> None:
-    with _lite_open_counts_lock:
-        _lite_open_counts[path] -= 1
-        if _lite_open_counts[path] > 0:
-            return
-        del _lite_open_counts[path]
-    from milvus_lite.server_manager import server_manager_instance
-
-    server_manager_instance.release_server(path)
 
 
 class MilvusStore:
@@ -216,7 +107,7 @@ class MilvusStore:
         self.space = space
         self._timeout = timeout
         self._space_collection = SPACE_COLLECTION_PREFIX + space
-        self._kind: Literal["milvus-lite", "milvus"] = _kind_of(uri)
+        self._kind: StoreKind = _kind_of(uri)
         # Whether pymilvus' client, and Milvus Lite behind it, are thread-safe is not
         # documented, and the API calls the store from several threads: one lock serialises
         # every client call. Re-entrant, so multi-step operations hold it across their steps.
@@ -235,7 +126,7 @@ class MilvusStore:
     # ----------------------------------------------------------------- connection
 
     @property
-    def kind(self) -> Literal["milvus-lite", "milvus"]:
+    def kind(self) -> StoreKind:
         return self._kind
 
     def _connect(self, token: str | None) -> MilvusClient:
@@ -257,15 +148,15 @@ class MilvusStore:
         except Exception as exc:
             if self._kind == "milvus-lite":
                 raise StoreUnavailable(
-                    f"cannot open Milvus Lite at {self.uri}: {_reason(exc)} (only one process "
+                    f"cannot open Milvus Lite at {self.uri}: {reason(exc)} (only one process "
                     "at a time can open a Milvus Lite directory: is another one using it?)"
                 ) from exc
             raise StoreUnavailable(
-                f"cannot connect to Milvus at {_redact(self.uri)}: {_reason(exc)}"
+                f"cannot connect to Milvus at {redact(self.uri)}: {reason(exc)}"
             ) from exc
         if self._kind == "milvus-lite":
             self._lite_path = target
-            _lite_acquired(target)
+            lite_acquired(target)
         return client
 
     def _call(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
@@ -280,7 +171,7 @@ class MilvusStore:
             except Exception as exc:
                 if is_unavailable_error(exc):
                     raise StoreUnavailable(
-                        f"Milvus at {_redact(self.uri)} is unavailable ({method}): {_reason(exc)}"
+                        f"Milvus at {redact(self.uri)} is unavailable ({method}): {reason(exc)}"
                     ) from exc
                 raise
 
@@ -316,7 +207,7 @@ class MilvusStore:
             client.close()
         finally:
             if self._lite_path is not None:
-                _lite_released(self._lite_path)
+                lite_released(self._lite_path)
                 self._lite_path = None
 
     def __enter__(self) -> MilvusStore:
@@ -331,17 +222,11 @@ class MilvusStore:
         if self._call("has_collection", META_COLLECTION):
             self._load(META_COLLECTION)
             return
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=META_KEY_MAX_BYTES)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=META_DUMMY_DIMENSION)
-        schema.add_field("value", DataType.JSON)
-        index_params = MilvusClient.prepare_index_params()
-        index_params.add_index("vector", index_type="FLAT", metric_type="L2")
         self._call(
             "create_collection",
             META_COLLECTION,
-            schema=schema,
-            index_params=index_params,
+            schema=meta_schema(),
+            index_params=meta_index_params(),
             consistency_level=READ_CONSISTENCY,
         )
 
@@ -393,7 +278,7 @@ class MilvusStore:
         if stored_model in (model, None) and stored_dimension == dimension:
             return
         raise StoreMismatch(
-            f"the {self.space} index in {_redact(self.uri)} was built with "
+            f"the {self.space} index in {redact(self.uri)} was built with "
             f"{stored_model or 'an unrecorded model'} "
             f"({stored_dimension}-d) but the configured model is {model} ({dimension}-d); "
             "point PRISM_DATA_DIR/PRISM_MILVUS_URI elsewhere or configure the original model"
@@ -404,44 +289,17 @@ class MilvusStore:
         for field in description["fields"]:
             if field["name"] == "vector":
                 return int(field["params"]["dim"])
-        raise StoreMismatch(f"{self._space_collection} in {_redact(self.uri)} has no vector field")
+        raise StoreMismatch(f"{self._space_collection} in {redact(self.uri)} has no vector field")
 
     def _create_space_collection(self, dimension: int) -> None:
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=VARCHAR_MAX_BYTES["id"])
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
-        for name in ("collection", "modality", "doc_id", "source", "title"):
-            schema.add_field(name, DataType.VARCHAR, max_length=VARCHAR_MAX_BYTES[name])
-        for name in ("position", "char_start", "char_end"):
-            schema.add_field(name, DataType.INT64)
-        schema.add_field("text", DataType.VARCHAR, max_length=VARCHAR_MAX_BYTES["text"])
-        schema.add_field("content_hash", DataType.VARCHAR, max_length=VARCHAR_MAX_BYTES["content_hash"])
-        schema.add_field("created_at", DataType.INT64)  # ms since the epoch
-        schema.add_field("metadata", DataType.JSON)
-
-        index_params = MilvusClient.prepare_index_params()
-        if self._kind == "milvus-lite":
-            # Exact search: Lite's HNSW returns too few hits under a selective filter, and
-            # Lite is meant for data sets small enough to scan.
-            index_params.add_index("vector", index_type="FLAT", metric_type="COSINE")
-        else:
-            index_params.add_index(
-                "vector", index_type="HNSW", metric_type="COSINE", params=HNSW_BUILD_PARAMS
-            )
         # The server's default, Bounded, would let a search miss what was just upserted.
         self._call(
             "create_collection",
             self._space_collection,
-            schema=schema,
-            index_params=index_params,
+            schema=space_schema(dimension),
+            index_params=space_index_params(self._kind),
             consistency_level=READ_CONSISTENCY,
         )
-
-    def _search_params(self, top_k: int) -> dict[str, Any]:
-        if self._kind == "milvus-lite":
-            return {"metric_type": "COSINE", "params": {}}
-        # HNSW needs ef >= top_k; 64 keeps recall high for small top_k.
-        return {"metric_type": "COSINE", "params": {"ef": max(HNSW_MIN_EF, top_k)}}
 
     def _space_exists(self) -> bool:
         """Whether the space collection exists, loading it on first sight. Reads on a space
@@ -513,11 +371,9 @@ class MilvusStore:
             return
         if self._dimension is None:
             raise RuntimeError("call ensure_space(dimension, model) before writing items")
-        # Last one wins for a repeated id, as it would across calls: Milvus may keep both rows
-        # of a batch that repeats a primary key.
-        rows_by_id = {item.id: _row_from_item(item, self._dimension) for item in items}
+        batches = upsert_batches(items, self._dimension)
         with self._lock:
-            for batch in _size_limited_batches(list(rows_by_id.values())):
+            for batch in batches:
                 self._call("upsert", self._space_collection, batch)
             self._seal_lite_writes(self._space_collection)
 
@@ -537,7 +393,7 @@ class MilvusStore:
         rows = self._query(
             self._space_collection, f"id == {string_literal(item_id)}", ITEM_FIELDS, limit=1
         )
-        return _item_from_row(rows[0]) if rows else None
+        return item_from_row(rows[0]) if rows else None
 
     def delete_ids(self, ids: Iterable[str]) -> int:
         """Delete items by id. Returns how many existed."""
@@ -614,11 +470,11 @@ class MilvusStore:
             limit=top_k,
             filter=filter_expr,
             output_fields=ITEM_FIELDS,
-            search_params=self._search_params(top_k),
+            search_params=search_params(self._kind, top_k),
             consistency_level=READ_CONSISTENCY,
         )
         hits = [
-            Hit(item=_item_from_row({**hit["entity"], "id": hit["id"]}), score=float(hit["distance"]))
+            Hit(item=item_from_row({**hit["entity"], "id": hit["id"]}), score=float(hit["distance"]))
             for hit in results[0]
             if hit["id"] != SESSION_CLOCK_ID  # only a filter without a collection could reach it
         ]
@@ -664,13 +520,13 @@ class MilvusStore:
 # --------------------------------------------------------------------- helpers
 
 
-def _kind_of(uri: str) -> Literal["milvus-lite", "milvus"]:
+def _kind_of(uri: str) -> StoreKind:
     if uri.startswith(("http://", "https://", "tcp://")):
         return "milvus"
     if uri.endswith(".db") and "://" not in uri:
         return "milvus-lite"
     raise ValueError(
-        f"Milvus URI {_redact(uri)!r} must be a file path ending in .db (Milvus Lite) or "
+        f"Milvus URI {redact(uri)!r} must be a file path ending in .db (Milvus Lite) or "
         "start with http://, https:// or tcp:// (a Milvus server)"
     )
 
@@ -690,80 +546,3 @@ def _collection_is(name: str) -> str:
 
 def _document_is(collection: str, doc_id: str) -> str:
     return f"{_collection_is(collection)} and doc_id == {string_literal(doc_id)}"
-
-
-def _row_from_item(item: Item, dimension: int) -> dict[str, Any]:
-    """The Milvus row for `item`, after checking it fits the schema (a ValueError names the
-    item and the field, rather than a Milvus error about a whole batch)."""
-    if not item.id:
-        raise ValueError("an item id must not be empty")
-    label = f"item {item.id!r}"
-    if item.vector is None:
-        raise ValueError(f"{label}: a vector is required")
-    vector = np.asarray(item.vector, dtype=np.float32)
-    if vector.shape != (dimension,):
-        raise ValueError(f"{label}: vector has shape {vector.shape}, the space has {dimension} dimensions")
-    if not np.isfinite(vector).all():
-        raise ValueError(f"{label}: vector contains NaN or infinity")
-    row: dict[str, Any] = {"vector": vector.tolist()}
-    for name, max_bytes in VARCHAR_MAX_BYTES.items():
-        value = getattr(item, name)
-        if not isinstance(value, str):
-            raise ValueError(f"{label}: {name} must be a string, got {type(value).__name__}")
-        if len(value.encode()) > max_bytes:
-            raise ValueError(f"{label}: {name} is longer than {max_bytes} bytes (UTF-8)")
-        row[name] = value
-    for name in INT64_FIELDS:
-        value = getattr(item, name)
-        if isinstance(value, bool) or not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
-            raise ValueError(f"{label}: {name} must be a 64-bit integer, got {value!r}")
-        row[name] = value
-    if not isinstance(item.metadata, dict):
-        raise ValueError(f"{label}: metadata must be a dict, got {type(item.metadata).__name__}")
-    try:
-        json.dumps(item.metadata, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{label}: metadata is not JSON-serialisable: {exc}") from exc
-    row["metadata"] = item.metadata
-    return row
-
-
-def _item_from_row(row: dict[str, Any]) -> Item:
-    return Item(
-        id=row["id"],
-        collection=row["collection"],
-        modality=row["modality"],
-        doc_id=row["doc_id"],
-        text=row["text"],
-        content_hash=row["content_hash"],
-        created_at=int(row["created_at"]),
-        source=row["source"],
-        title=row["title"],
-        position=int(row["position"]),
-        char_start=int(row["char_start"]),
-        char_end=int(row["char_end"]),
-        metadata=dict(row["metadata"] or {}),
-    )
-
-
-def _approximate_bytes(row: dict[str, Any]) -> int:
-    strings = sum(len(row[name].encode()) for name in VARCHAR_MAX_BYTES)
-    return 4 * len(row["vector"]) + strings + len(json.dumps(row["metadata"])) + 8 * len(INT64_FIELDS)
-
-
-def _size_limited_batches(
-    rows: list[dict[str, Any]],
-    max_rows: int = UPSERT_BATCH_ROWS,
-    max_bytes: int = UPSERT_BATCH_BYTES,
-) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    batch_bytes = 0
-    for row in rows:
-        row_bytes = _approximate_bytes(row)
-        if batch and (len(batch) >= max_rows or batch_bytes + row_bytes > max_bytes):
-            yield batch
-            batch, batch_bytes = [], 0
-        batch.append(row)
-        batch_bytes += row_bytes
-    if batch:
-        yield batch

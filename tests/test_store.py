@@ -16,16 +16,8 @@ import pytest
 from pymilvus import MilvusClient
 
 from retrieval.filters import build_filter
-from retrieval.store import (
-    IN_LIST_BATCH,
-    UPSERT_BATCH_ROWS,
-    MilvusStore,
-    StoreMismatch,
-    StoreUnavailable,
-    _approximate_bytes,
-    _row_from_item,
-    _size_limited_batches,
-)
+from retrieval.store import IN_LIST_BATCH, MilvusStore, StoreMismatch, StoreUnavailable
+from retrieval.store_schema import UPSERT_BATCH_ROWS, _approximate_bytes, _row_from_item, _size_limited_batches
 from retrieval.types import Item
 
 DIM = 8
