@@ -18,8 +18,7 @@ from typing import Any, Iterator
 import httpx
 
 from api.settings import Settings
-
-DOCUMENT_SUFFIXES = {".txt", ".md", ".markdown", ".pdf"}
+from retrieval.extract import DOCUMENT_SUFFIXES
 
 
 class CliError(Exception):

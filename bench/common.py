@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
@@ -91,8 +92,6 @@ def percentile(values: list[float], q: float) -> float:
 def write_results(name: str, results: dict, markdown: str) -> Path:
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
-    import json
-
     (out_dir / f"{name}.json").write_text(json.dumps(results, indent=2))
     (out_dir / f"{name}.md").write_text(markdown)
     return out_dir

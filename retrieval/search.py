@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import numpy as np
+
 from encoders import TextEncoder
 from retrieval.cache import EmbeddingCache
 from retrieval.errors import InvalidInput, NotFound
@@ -48,7 +50,7 @@ class Searcher:
             hits = [hit for hit in hits if hit.score >= query.min_score]
         return SearchResult(hits=hits, timings_ms=timer.finish())
 
-    def embed_query(self, text: str):
+    def embed_query(self, text: str) -> np.ndarray:
         key = "query\0" + text  # queries carry an instruction, so never share entries with documents
         vector = self.cache.get(key)
         if vector is None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ import pytest
 from pymilvus import MilvusClient
 
 from retrieval.store import MilvusStore
+from tests.servers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVER_SCRIPT = REPO_ROOT / "tests" / "milvus_server.py"
@@ -61,12 +61,6 @@ def milvus_python() -> Path:
             pytrace=False,
         )
     return python
-
-
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _tail(path: Path) -> str:
@@ -105,7 +99,7 @@ def start_milvus_server(base_dir: Path) -> MilvusServerProcess:
     """Start a server with its data under base_dir and return once it answers requests."""
     python = milvus_python()
     base_dir.mkdir(parents=True, exist_ok=True)
-    port = free_loopback_port()
+    port = free_port()
     with open(base_dir / "launcher.log", "wb") as log:
         process = subprocess.Popen(
             [str(python), str(SERVER_SCRIPT), str(base_dir / "server"), str(port),

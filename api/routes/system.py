@@ -9,6 +9,7 @@ from api.auth import require_api_key
 from api.errors import error_response
 from api.metrics import metrics_response
 from api.schemas import InfoOut, ModelOut
+from retrieval import StoreUnavailable
 
 router = APIRouter(tags=["system"])
 
@@ -18,12 +19,18 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: models and store are loaded")
+@router.get("/readyz", summary="Readiness: models loaded and the store answering")
 def readyz(request: Request) -> JSONResponse:
+    """200 with a check per dependency when ready; 503 naming what is missing otherwise."""
     state = request.app.state.prism
     if state.library is None:
         return error_response(503, "not_ready", state.error or "models are still loading")
-    return JSONResponse({"status": "ready"})
+    try:
+        state.library.store.ping()  # a load balancer should stop sending traffic when Milvus is gone
+    except StoreUnavailable as error:
+        return error_response(503, "store_unavailable", str(error))
+    text = state.library.text_model
+    return JSONResponse({"status": "ready", "checks": {"text_encoder": f"{text.backend} {text.name} loaded", "store": f"{state.library.store.kind} ok"}})
 
 
 @router.get("/v1/info", response_model=InfoOut, dependencies=[Depends(require_api_key)], summary="Models and store in use")
