@@ -30,3 +30,4 @@ test: bootstrap
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/ingest.py
 	$(VENV)/bin/python bench/query.py
+	$(VENV)/bin/python bench/audio.py

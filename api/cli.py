@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,7 +19,12 @@ from typing import Any, Iterator
 import httpx
 
 from api.settings import Settings
+from retrieval.audio import AUDIO_CONTENT_TYPES
 from retrieval.extract import DOCUMENT_SUFFIXES
+
+AUDIO_SUFFIXES = frozenset(AUDIO_CONTENT_TYPES)
+INGESTIBLE_SUFFIXES = DOCUMENT_SUFFIXES | AUDIO_SUFFIXES
+JOB_POLL_S = 1.0
 
 
 class CliError(Exception):
@@ -46,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="Port (default: PRISM_PORT or 8000).")
     serve.set_defaults(run=run_serve)
 
-    ingest = commands.add_parser("ingest", help="Ingest .txt, .md and .pdf files and folders (recursively).")
+    ingest = commands.add_parser("ingest", help="Ingest documents (.txt, .md, .pdf) and audio files, and folders of them (recursively).")
     ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     ingest.add_argument("--collection", default="default")
     ingest.set_defaults(run=run_ingest)
@@ -88,13 +94,14 @@ def run_ingest(args: argparse.Namespace) -> int:
 
     files = find_documents(args.paths)
     if not files:
-        raise CliError(f"no {', '.join(sorted(DOCUMENT_SUFFIXES))} files under {', '.join(map(str, args.paths))}")
+        raise CliError(f"no {', '.join(sorted(INGESTIBLE_SUFFIXES))} files under {', '.join(map(str, args.paths))}")
     chunks = failed = 0
     with connect(args) as client:
         for path, name in tqdm(files, unit="file", desc="ingest", file=sys.stderr):
-            response = client.post(
-                "/v1/documents/upload", data={"collection": args.collection}, files={"files": (name, path.read_bytes())}
-            )
+            route = "/v1/audio" if path.suffix.lower() in AUDIO_SUFFIXES else "/v1/documents/upload"
+            response = client.post(route, data={"collection": args.collection}, files={"files": (name, path.read_bytes())})
+            if response.status_code == 202:  # a long recording: wait for its job
+                response = wait_for_job(client, response.json()["status_url"])
             if response.is_success:
                 chunks += response.json()["chunks"]
             else:
@@ -104,12 +111,23 @@ def run_ingest(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def wait_for_job(client: httpx.Client, status_url: str) -> httpx.Response:
+    """Poll a background job; answer as the synchronous route would have: its result, or its error."""
+    while True:
+        job = client.get(status_url).json()
+        if job["state"] == "succeeded":
+            return httpx.Response(200, json=job["result"])
+        if job["state"] == "failed":
+            return httpx.Response(500, json={"error": {"code": "job_failed", "message": job["error"]}})
+        time.sleep(JOB_POLL_S)
+
+
 def find_documents(paths: list[Path]) -> list[tuple[Path, str]]:
     """(path, name sent to the server) for every document file; names are relative to the folder given."""
     found: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir():
-            found += [(f, f.relative_to(path).as_posix()) for f in sorted(path.rglob("*")) if f.is_file() and f.suffix.lower() in DOCUMENT_SUFFIXES]
+            found += [(f, f.relative_to(path).as_posix()) for f in sorted(path.rglob("*")) if f.is_file() and f.suffix.lower() in INGESTIBLE_SUFFIXES]
         elif path.is_file():
             found.append((path, path.name))
         else:

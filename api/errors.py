@@ -11,6 +11,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.state import ServiceNotReady
 from encoders import EncoderError, EncoderUnavailable
+from encoders.audio import InvalidAudio
+from retrieval.audio import TooLarge
+from retrieval.errors import ModalityUnavailable
 from retrieval import InvalidFile, InvalidFilter, InvalidInput, NotFound, StoreMismatch, StoreUnavailable, UnsupportedFile
 
 log = logging.getLogger("prism")
@@ -19,6 +22,9 @@ log = logging.getLogger("prism")
 # gets its own code although it is an InvalidInput too.
 ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (InvalidFilter, 400, "invalid_filter"),
+    (TooLarge, 413, "payload_too_large"),
+    (InvalidAudio, 400, "invalid_audio"),
+    (ModalityUnavailable, 503, "modality_unavailable"),
     (UnsupportedFile, 415, "unsupported_file_type"),
     (InvalidFile, 400, "invalid_file"),
     (InvalidInput, 400, "invalid_input"),

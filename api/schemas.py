@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from retrieval import CollectionInfo, Hit, Item
 
@@ -45,11 +45,24 @@ class DeletedOut(BaseModel):
 
 
 class QueryIn(Strict):
-    text: str = Field(description="Text to search for.")
+    text: str | None = Field(None, description="Text to search for.")
+    audio: str | None = Field(None, description="A base64-encoded audio clip; its transcript is the query.")
+
+    @model_validator(mode="after")
+    def exactly_one(self) -> "QueryIn":
+        given = [name for name in ("text", "audio") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of text or audio (got {', '.join(given) or 'none'})")
+        return self
+
+
+Modality = Literal["text", "audio"]
 
 
 class SearchIn(Strict):
     query: QueryIn
+    modalities: list[Modality] | None = Field(None, description="Which kinds of items to return; default all.")
+    language: str | None = Field(None, description="Language of an audio query (e.g. en); default: detected.")
     collection: str = "default"
     top_k: int = Field(10, ge=1, le=1000)
     filters: dict[str, Any] = Field(
@@ -73,10 +86,19 @@ class ItemOut(BaseModel):
     char_end: int
     created_at: int = Field(description="Milliseconds since the epoch.")
     metadata: dict[str, Any]
+    recording_id: str | None = Field(None, description="Audio: the recording this transcript window belongs to.")
+    start: float | None = Field(None, description="Audio: where the window starts in the recording, in seconds.")
+    end: float | None = Field(None, description="Audio: where the window ends, in seconds.")
+    content_url: str | None = Field(None, description="Audio: the original recording, seeking to the window's start.")
 
     @classmethod
     def of(cls, item: Item) -> "ItemOut":
+        audio = item.modality == "audio"
         return cls(
+            recording_id=item.doc_id if audio else None,
+            start=item.start_s if audio else None,
+            end=item.end_s if audio else None,
+            content_url=f"/v1/items/{item.id}/content#t={item.start_s:.2f}" if audio else None,
             id=item.id,
             collection=item.collection,
             modality=item.modality,
@@ -100,9 +122,35 @@ class ResultOut(ItemOut):
         return cls(**ItemOut.of(hit.item).model_dump(), score=hit.score)
 
 
+class TranscriptOut(BaseModel):
+    text: str
+    language: str
+
+
 class SearchOut(BaseModel):
     results: list[ResultOut]
-    timings_ms: dict[str, float] = Field(description="Milliseconds per stage: embed, search, total.")
+    transcript: TranscriptOut | None = Field(None, description="For an audio query: the transcript that was searched for.")
+    timings_ms: dict[str, float] = Field(description="Milliseconds per stage: transcribe (audio queries), embed, search, total.")
+
+
+# Audio and jobs
+
+
+class JobAcceptedOut(BaseModel):
+    job_id: str
+    status_url: str = Field(description="Poll this for progress and the result.")
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    progress: float = Field(description="0 to 1.")
+    message: str
+    result: IngestOut | None = None
+    error: str | None = None
+    created_at: int
+    finished_at: int | None = None
 
 
 # Collections and info
@@ -132,11 +180,21 @@ class ModelOut(BaseModel):
     fallback_reason: str | None = None
 
 
+class AudioModelOut(BaseModel):
+    available: bool
+    name: str | None = None
+    backend: str | None = None
+    fallback_used: bool = False
+    requested: str | None = None
+    fallback_reason: str | None = None
+    error: str | None = Field(None, description="Why audio is unavailable, if it is.")
+
+
 class InfoOut(BaseModel):
     version: str
     ready: bool
     error: str | None = Field(None, description="Why the server is not ready, if it is not.")
-    models: dict[str, ModelOut] = Field(description="Loaded models per modality.")
+    models: dict[str, ModelOut | AudioModelOut] = Field(description="Models per modality: text, audio.")
     store: dict[str, str] = Field(description="kind (milvus-lite or milvus) and uri.")
 
 

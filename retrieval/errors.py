@@ -7,3 +7,7 @@ class InvalidInput(ValueError):
 
 class NotFound(LookupError):
     """A collection, item or document that does not exist (HTTP 404)."""
+
+
+class ModalityUnavailable(RuntimeError):
+    """The model for a modality could not be loaded; the rest of Prism works (HTTP 503)."""

@@ -93,14 +93,20 @@ class Ingestor:
                     raise InvalidInput(f"documents[{index}] repeats the id {doc_id!r} of documents[{first_index[doc_id]}]")
                 first_index[doc_id] = index
                 items.extend(doc_items)
+        return self.save(collection, items, timer)
+
+    def save(self, collection: str, items: list[Item], timer: StageTimer) -> IngestResult:
+        """Embed what is not known yet and write the items, replacing earlier versions of their
+        documents. Shared by every modality whose items are embedded as text (chunks, transcripts)."""
+        doc_ids = list(dict.fromkeys(item.doc_id for item in items))
         with timer.stage("embed"):
             embedded, reused = self._attach_vectors(items)
         with timer.stage("store"):
             self.store.create_collection(collection)
             self.store.upsert(items)
-            # Only after the new chunks are in: drop what previous, longer versions left behind.
-            self.store.delete_documents(collection, list(first_index), keep_ids=[item.id for item in items])
-        return IngestResult(ids=list(first_index), chunks=len(items), embedded=embedded, reused=reused, timings_ms=timer.finish())
+            # Only after the new items are in: drop what previous, longer versions left behind.
+            self.store.delete_documents(collection, doc_ids, keep_ids=[item.id for item in items])
+        return IngestResult(ids=doc_ids, chunks=len(items), embedded=embedded, reused=reused, timings_ms=timer.finish())
 
     def _chunk(self, collection: str, index: int, document: Document) -> list[Item]:
         doc_id = document.id or f"doc-{content_hash(document.text)[:16]}"

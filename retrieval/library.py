@@ -6,16 +6,20 @@ A Library owns one text encoder and one store, and composes the ingest and searc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Sequence
 
 import numpy as np
 
 from encoders import EncoderInfo, TextEncoder, truncate_dimensions
+from encoders.whisper import Transcriber, TranscriberInfo
+from retrieval.audio import AudioConfig, AudioLibrary
+from retrieval.blobs import BlobInfo, BlobStore
 from retrieval.cache import EmbeddingCache
-from retrieval.errors import InvalidInput, NotFound
+from retrieval.errors import InvalidInput, ModalityUnavailable, NotFound
 from retrieval.extract import extract_text
 from retrieval.ingest import ChunkingConfig, Ingestor, check_collection_name
+from retrieval.jobs import JobManager
 from retrieval.search import Searcher, TextQuery
 from retrieval.store import MilvusStore
 from retrieval.types import CollectionInfo, Document, IngestResult, Item, SearchResult
@@ -32,16 +36,34 @@ class Library:
         self,
         encoder: TextEncoder,
         store: MilvusStore,
+        blobs: BlobStore,
         chunking: ChunkingConfig = ChunkingConfig(),
         cache_size: int = 10_000,
+        transcriber: Transcriber | None = None,
+        audio_config: AudioConfig = AudioConfig(),
+        audio_error: str | None = None,
     ) -> None:
         # Refuses to start on an index built by another model: mixing vector spaces corrupts search.
         store.ensure_space(encoder.info.dimension, encoder.info.name)
         self.encoder = encoder
         self.store = store
+        self.blobs = blobs
+        self.jobs = JobManager(workers=1)  # one at a time: a transcription already uses every core
         cache = EmbeddingCache(cache_size)
         self.ingestor = Ingestor(encoder, store, cache, chunking)
         self.searcher = Searcher(encoder, store, cache)
+        # Audio is optional: without a Whisper model, text keeps working and audio routes say why not.
+        self.audio = AudioLibrary(transcriber, self.ingestor, blobs, audio_config) if transcriber else None
+        self.audio_error = audio_error
+
+    def require_audio(self) -> AudioLibrary:
+        if self.audio is None:
+            raise ModalityUnavailable(f"audio is unavailable: {self.audio_error or 'no Whisper model is loaded'}")
+        return self.audio
+
+    @property
+    def audio_model(self) -> TranscriberInfo | None:
+        return self.audio.transcriber.info if self.audio else None
 
     @property
     def text_model(self) -> EncoderInfo:
@@ -77,22 +99,37 @@ class Library:
         return item
 
     def delete_item(self, item_id: str) -> None:
-        self.get_item(item_id)
+        item = self.get_item(item_id)
         self.store.delete_ids([item_id])
+        if item.modality == "audio" and not self.store.document_hashes(item.collection, item.doc_id):
+            self.blobs.delete(item.doc_id)  # the recording's last window is gone
 
     def delete_document(self, collection: str, doc_id: str) -> int:
         self._require_collection(collection)
         deleted = self.store.delete_document(collection, doc_id)
         if not deleted:
             raise NotFound(f"document {doc_id!r} does not exist in collection {collection!r}")
+        self.blobs.delete(doc_id)  # a recording's original, if it was one
         return deleted
+
+    def content(self, item_id: str) -> tuple[Item, BlobInfo, Path]:
+        """The stored original behind an item (a recording, for audio windows)."""
+        item = self.get_item(item_id)
+        info = self.blobs.info(item.doc_id) if item.modality == "audio" else None
+        if info is None:
+            raise NotFound(f"item {item_id!r} has no stored content")
+        return item, info, self.blobs.path(item.doc_id)
 
     def collections(self) -> list[CollectionInfo]:
         return self.store.list_collections()
 
     def drop_collection(self, name: str) -> int:
         self._require_collection(name)
-        return self.store.drop_collection(name)
+        recordings = self.store.document_ids(name, "audio")
+        deleted = self.store.drop_collection(name)
+        for recording_id in recordings:
+            self.blobs.delete(recording_id)
+        return deleted
 
     def _require_collection(self, name: str) -> None:
         check_collection_name(name)
@@ -100,4 +137,5 @@ class Library:
             raise NotFound(f"collection {name!r} does not exist")
 
     def close(self) -> None:
+        self.jobs.close()
         self.store.close()

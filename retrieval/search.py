@@ -25,6 +25,7 @@ class TextQuery:
     top_k: int = 10
     filters: Mapping[str, Any] | None = None
     min_score: float | None = None
+    modalities: tuple[str, ...] = ()  # empty: every modality in the text space (text, audio)
 
 
 class Searcher:
@@ -38,7 +39,10 @@ class Searcher:
             raise InvalidInput("query text is empty")
         if not 1 <= query.top_k <= MAX_TOP_K:
             raise InvalidInput(f"top_k must be between 1 and {MAX_TOP_K}")
-        expression = build_filter(query.collection, query.filters, modality="text")
+        filters = dict(query.filters or {})
+        if query.modalities and "modality" not in filters:
+            filters["modality"] = list(query.modalities)
+        expression = build_filter(query.collection, filters)
         if not self.store.has_collection(query.collection):
             raise NotFound(f"collection {query.collection!r} does not exist")
         timer = StageTimer()

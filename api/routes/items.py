@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 
+from api.ranges import file_response
 from api.routes.deps import get_library
 from api.schemas import CollectionOut, CollectionsOut, DeletedOut, ItemOut
 from retrieval import Library
@@ -14,6 +15,15 @@ router = APIRouter(prefix="/v1")
 @router.get("/items/{item_id}", response_model=ItemOut, tags=["items"], summary="Get one item")
 def get_item(item_id: str, library: Library = Depends(get_library)) -> ItemOut:
     return ItemOut.of(library.get_item(item_id))
+
+
+@router.get("/items/{item_id}/content", tags=["items"], summary="The stored original of an item")
+@router.head("/items/{item_id}/content", include_in_schema=False)  # players ask for the size first
+def item_content(item_id: str, request: Request, library: Library = Depends(get_library)) -> Response:
+    """The recording behind an audio window, with HTTP Range support so a player can seek
+    (the `content_url` of a result adds `#t=<start>`)."""
+    _, info, path = library.content(item_id)
+    return file_response(path, info.content_type, request, filename=info.filename)
 
 
 @router.delete("/items/{item_id}", response_model=DeletedOut, tags=["items"], summary="Delete one item")

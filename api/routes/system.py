@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, Response
 from api.auth import require_api_key
 from api.errors import error_response
 from api.metrics import metrics_response
-from api.schemas import InfoOut, ModelOut
+from api.schemas import AudioModelOut, InfoOut, ModelOut
 from retrieval import StoreUnavailable
 
 router = APIRouter(tags=["system"])
@@ -48,6 +48,16 @@ def info(request: Request) -> InfoOut:
             fallback_used=text.fallback_reason is not None,
             requested=text.requested,
             fallback_reason=text.fallback_reason,
+        )
+        audio = library.audio_model
+        models["audio"] = AudioModelOut(
+            available=audio is not None,
+            name=audio.name if audio else None,
+            backend=audio.backend if audio else None,
+            fallback_used=bool(audio and audio.fallback_reason),
+            requested=audio.requested if audio else None,
+            fallback_reason=audio.fallback_reason if audio else None,
+            error=library.audio_error,
         )
     store = {"kind": library.store.kind if library else "unknown", "uri": state.settings.store_uri}
     return InfoOut(version=request.app.version, ready=library is not None, error=state.error, models=models, store=store)

@@ -1,0 +1,67 @@
+"""Ingesting recordings, and the background jobs that long ones become."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.responses import JSONResponse
+
+from api.routes.deps import get_library
+from api.routes.documents import ingest_response
+from api.schemas import IngestOut, JobAcceptedOut, JobOut
+from retrieval import InvalidInput, Library
+from retrieval.ingest import check_collection_name
+
+router = APIRouter(prefix="/v1", tags=["audio"])
+
+
+@router.post(
+    "/audio",
+    response_model=IngestOut,
+    responses={202: {"model": JobAcceptedOut, "description": "Long recordings: a background job was started."}},
+    summary="Ingest audio recordings",
+)
+def ingest_audio(
+    files: Annotated[list[UploadFile], File(description="Recordings: WAV, FLAC, MP3, OGG/Opus, M4A/AAC, WebM.")],
+    collection: Annotated[str, Form()] = "default",
+    language: Annotated[str | None, Form(description="Force a language (e.g. en); default: detected.")] = None,
+    metadata: Annotated[str, Form(description="JSON object stored with every window of these recordings.")] = "{}",
+    library: Library = Depends(get_library),
+):
+    """Transcribes each recording, groups its segments into windows of about 30 s and stores them as
+    `audio` items with `start`, `end` and the `recording_id`. Every file is decoded and checked first,
+    so a bad one stores nothing. When the upload is longer than PRISM_AUDIO_JOB_THRESHOLD_S, the
+    answer is 202 with a job id at once; the items appear when the whole job is done."""
+    audio = library.require_audio()
+    check_collection_name(collection)
+    try:
+        extra = json.loads(metadata)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(f"metadata is not valid JSON: {error}") from None
+    if not isinstance(extra, dict):
+        raise InvalidInput("metadata must be a JSON object")
+    recordings = [audio.decode(f.filename or "upload", f.file.read(), extra) for f in files]
+    if sum(r.duration_s for r in recordings) <= audio.config.job_threshold_s:
+        return ingest_response(audio.ingest(collection, recordings, language))
+    job = library.jobs.submit("audio-ingest", lambda report: ingest_response(audio.ingest(collection, recordings, language, report)))
+    accepted = JobAcceptedOut(job_id=job.id, status_url=f"/v1/jobs/{job.id}")
+    return JSONResponse(accepted.model_dump(), status_code=202)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="Progress and result of a background job")
+def get_job(job_id: str, library: Library = Depends(get_library)) -> JobOut:
+    job = library.jobs.get(job_id)
+    return JobOut(
+        id=job.id,
+        kind=job.kind,
+        state=job.state,
+        progress=job.progress,
+        message=job.message,
+        result=job.result,
+        error=job.error,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+    )
+
