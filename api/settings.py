@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `prism serve` binds to.")
     port: int = Field(8000, description="Port `prism serve` listens on.")
     api_keys: SecretStr | None = Field(None, description="Comma-separated keys; when set, /v1 and /metrics need `Authorization: Bearer <key>`.")
-    max_request_bytes: int = Field(50 * 1024 * 1024, description="Largest request body accepted (HTTP 413 above).")
+    max_request_bytes: int = Field(256 * 1024 * 1024, description="Largest request body accepted (HTTP 413 above); room for audio uploads.")
     log_level: str = Field("INFO", description="Python logging level.")
 
     # Storage

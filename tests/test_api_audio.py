@@ -129,6 +129,9 @@ def test_short_recordings_are_ingested_at_once(server, collection, tmp_path):
     item = server.post("/v1/search", json={"query": {"text": "library"}, "collection": collection}).json()["results"][0]
     assert item["metadata"]["speaker"] == "espeak" and item["metadata"]["language"] == "en"
     assert item["source"] == "short.wav"
+    blobs_before = blob_count(server)
+    assert server.delete(f"/v1/collections/{collection}").json() == {"deleted": 1}
+    assert blob_count(server) == blobs_before - 1  # the recording's original went with it
 
 
 @pytest.mark.parametrize(
