@@ -4,9 +4,17 @@ VENV := .venv
 MILVUS_VENV := .venv-milvus
 PIP_FLAGS := --disable-pip-version-check -q -c .ci/constraints.txt
 
-.PHONY: bootstrap serve test bench
+.PHONY: bootstrap system-packages serve test bench
 
-bootstrap: $(VENV)/.installed $(MILVUS_VENV)/.installed
+bootstrap: system-packages $(VENV)/.installed $(MILVUS_VENV)/.installed
+
+# espeak-ng speaks the sentences the audio tests transcribe. Installed with apt when we are root
+# on Debian; otherwise say what is missing rather than fail later in the middle of the tests.
+system-packages:
+	@command -v espeak-ng >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng; \
+	  else echo "the tests need espeak-ng: sudo apt-get install espeak-ng" >&2; exit 1; fi; }
 
 # The application and its test tools. torch is pinned to the CPU build by the constraints file.
 $(VENV)/.installed: pyproject.toml .ci/constraints.txt
