@@ -11,7 +11,14 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer
+
+from encoders.torchvision_fix import ensure_torchvision_importable
+
+# transformers imports torchvision whenever it is installed (open_clip needs it), and on CPU torch that
+# import fails without the fix, taking `from transformers import AutoModel` down with it.
+ensure_torchvision_importable()
+
+from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
 from encoders.base import EncoderInfo, ModelNotFound, instructed_query, truncate_dimensions
 from encoders.config import TextEncoderConfig

@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from sentence_transformers import SentenceTransformer
+
+from encoders.torchvision_fix import ensure_torchvision_importable
+
+ensure_torchvision_importable()  # sentence-transformers imports transformers: see encoders/local.py
+
+from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from encoders.base import EncoderInfo, truncate_dimensions
 from encoders.config import TextEncoderConfig

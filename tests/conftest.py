@@ -7,7 +7,11 @@ import re
 
 import pytest
 
-from api.settings import Settings
+from encoders.torchvision_fix import ensure_torchvision_importable
+
+ensure_torchvision_importable()  # test modules import transformers directly (see encoders/local.py)
+
+from api.settings import Settings  # noqa: E402
 from tests.servers import prism_server
 
 pytest_plugins = ["tests.fixtures_milvus"]

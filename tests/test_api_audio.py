@@ -115,6 +115,9 @@ def test_a_text_query_finds_the_moment_in_a_recording(server, collection, record
     assert content.headers["content-type"] == "audio/wav" and content.headers["accept-ranges"] == "bytes"
     part = server.get(hit["content_url"].split("#")[0], headers={"Range": "bytes=100-199"})
     assert part.status_code == 206 and part.content == data[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
+    head = server.head(hit["content_url"].split("#")[0])
+    assert head.status_code == 200 and int(head.headers["content-length"]) == len(data) and head.content == b""
 
     # Deleting the recording removes its windows and its original.
     assert server.delete(f"/v1/documents/{recording_id}", params={"collection": collection}).json()["deleted"] == job["result"]["chunks"]
