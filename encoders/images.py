@@ -1,0 +1,162 @@
+"""Turning uploaded image bytes into what CLIP looks at: an upright RGB picture, plus a small JPEG thumbnail.
+
+Decoding happens in-process with Pillow. Only the formats people actually upload are accepted; every
+limit (bytes, pixels) is checked before the pixels are decoded, so a hostile upload costs a header read.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pillow's format name -> the content type we report. MPO is what Pillow calls the JPEG files many phone
+# cameras write (a JPEG with extra preview pictures appended); to everyone else it is a JPEG.
+CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+SUPPORTED = "JPEG, PNG, WebP, GIF, BMP, TIFF"
+
+MAX_BYTES = 20 * 1024 * 1024
+# 50 megapixels covers every phone and most DSLR photos; decoded as RGB that is already 150 MB of memory.
+MAX_PIXELS = 50_000_000
+
+THUMBNAIL_CONTENT_TYPE = "image/jpeg"
+THUMBNAIL_QUALITY = 85
+
+# What Pillow raises while decoding broken data: it has no single error class, and a corrupt chunk can
+# surface from its parsers (SyntaxError, struct.error), from zlib, or as OSError "image file is truncated".
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+
+
+class InvalidImage(ValueError):
+    """The upload is not an image this server can use (the API answers 400 with the message)."""
+
+
+class ImageTooLarge(InvalidImage):
+    """The upload is over the byte or pixel limit (the API answers 413 with the message)."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    image: Image.Image  # RGB, upright (EXIF orientation applied), first frame only
+    format: str  # "JPEG", "PNG", "WEBP", "GIF", "BMP" or "TIFF"
+    width: int  # of `image`, i.e. after rotation
+    height: int
+    content_type: str  # "image/jpeg", ...
+
+
+def decode_image(
+    data: bytes, filename: str = "", max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
+) -> DecodedImage:
+    """Decode a JPEG, PNG, WebP, GIF, BMP or TIFF upload to an upright RGB image.
+
+    Animated GIF and WebP give their first frame. Raises ImageTooLarge when the bytes are over
+    `max_bytes` or the header states more than `max_pixels` pixels (a decompression bomb: a few KB that
+    would decode to gigabytes), and InvalidImage when the bytes are not an image, are in another format,
+    or are corrupt or truncated.
+    """
+    name = filename or "upload"
+    if not data:
+        raise InvalidImage(f"{name}: the file is empty")
+    if len(data) > max_bytes:
+        raise ImageTooLarge(f"{name}: the file is {len(data)} bytes, over the limit of {max_bytes} bytes")
+    try:
+        # Image.open reads only the header; the pixels are decoded by load() below, after the checks.
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as error:
+        raise InvalidImage(f"{name}: not an image (or not in a format this server reads)") from error
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # Pillow refuses on its own at twice its global MAX_IMAGE_PIXELS (and warns above it, which is
+        # an exception if the process turned warnings into errors). We do not touch that global: other
+        # code in the process may rely on it; our own limit is the explicit check below.
+        raise ImageTooLarge(f"{name}: the image has too many pixels ({error})") from error
+    except DECODE_ERRORS as error:
+        raise InvalidImage(f"{name}: corrupt or truncated image ({error})") from error
+
+    with image:
+        if image.format not in CONTENT_TYPES:
+            raise InvalidImage(f"{name}: unsupported image format {image.format}; supported: {SUPPORTED}")
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageTooLarge(
+                f"{name}: the image is {width}x{height} = {width * height} pixels, "
+                f"over the limit of {max_pixels} pixels"
+            )
+        try:
+            # The file is positioned on frame 0, so for animated GIF/WebP (and multi-page TIFF) this
+            # decodes the first frame only. Pillow's LOAD_TRUNCATED_IMAGES stays off: a cut-off upload
+            # must fail here rather than be indexed with its missing part filled in grey.
+            image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise ImageTooLarge(f"{name}: the image has too many pixels ({error})") from error
+        except DECODE_ERRORS as error:
+            raise InvalidImage(f"{name}: corrupt or truncated image ({error})") from error
+        fmt = "JPEG" if image.format == "MPO" else image.format
+        rgb = to_rgb(upright(image), name)
+    return DecodedImage(
+        image=rgb, format=fmt, width=rgb.width, height=rgb.height, content_type=CONTENT_TYPES[fmt]
+    )
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image turned the way the camera's EXIF orientation tag says it was held.
+
+    Phones store pixels as the sensor read them and record the rotation separately; without this a
+    portrait photo is embedded (and thumbnailed) lying on its side.
+    """
+    try:
+        return ImageOps.exif_transpose(image)
+    except DECODE_ERRORS:
+        # A malformed EXIF block does not spoil the pixels: keep the image, just unrotated. (A copy,
+        # like exif_transpose returns: decode_image closes the opened file, and with it its pixels.)
+        return image.copy()
+
+
+def to_rgb(image: Image.Image, name: str) -> Image.Image:
+    """Any Pillow mode as 8-bit RGB; transparent areas become white."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit greyscale (PNG, TIFF): Pillow's own conversion clips every value above 255 to white,
+        # so scale the 0..65535 range down to 0..255 instead.
+        grey = np.asarray(image).astype(np.float64) / 257.0
+        image = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), mode="L")
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
+        # Dropping the alpha channel would leave whatever colour the transparent pixels happen to hold,
+        # which is usually black: a logo on a transparent background would become a logo on black, and
+        # be embedded as a dark image. White is what a viewer shows behind it on a page.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode == "RGB":
+        return image
+    try:
+        # Covers 1, L, P, CMYK, YCbCr, F (clipped to 0..255). convert() gives a new image even
+        # for the modes it maps directly, so nothing returned shares the file decode_image closes.
+        return image.convert("RGB")
+    except ValueError:
+        try:
+            return image.convert("L").convert("RGB")
+        except ValueError as error:
+            raise InvalidImage(f"{name}: unsupported colour mode {image.mode}") from error
+
+
+def thumbnail(image: Image.Image, max_side: int = 256) -> bytes:
+    """A JPEG of the image with its longest side at most `max_side` pixels (aspect kept, never enlarged)."""
+    if max_side < 1:
+        raise ValueError(f"max_side must be at least 1, not {max_side}")
+    small = image.convert("RGB") if image.mode != "RGB" else image.copy()  # thumbnail() works in place
+    small.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    small.save(out, format="JPEG", quality=THUMBNAIL_QUALITY)
+    return out.getvalue()
