@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -53,6 +54,22 @@ class TextEncoder(Protocol):
 def instructed_query(task: str, query: str) -> str:
     """Qwen3-Embedding's query format (from its model card); documents get no instruction."""
     return f"Instruct: {task}\nQuery:{query}"
+
+
+def resolve_device(device: str) -> str:
+    """"auto" means the first GPU when torch sees one, else the CPU; anything else is passed through."""
+    if device != "auto":
+        return device
+    import torch  # here, not at module level: HTTP-only backends never need torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def import_class(spec: str) -> type:
+    """The class named by "package.module:ClassName", imported only now. Registries name backends
+    this way so that choosing one does not import the heavy libraries of all the others."""
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:

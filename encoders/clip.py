@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from encoders.base import ModelNotFound, l2_normalize
+from encoders.base import ModelNotFound, l2_normalize, resolve_device
 from encoders.hub import hub_offline
 
 HF_HUB_PREFIX = "hf-hub:"
@@ -160,14 +160,6 @@ def _resolve(config: ClipConfig) -> _Resolved:
     )
 
 
-def _pick_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 class ClipEncoder:
     """Images and texts to unit-length float32 vectors that can be compared with each other."""
 
@@ -177,7 +169,7 @@ class ClipEncoder:
         resolved = _resolve(config)  # raises ModelNotFound before anything heavy is loaded
         open_clip = _open_clip()
         self.config = config
-        self.device = torch.device(_pick_device(config.device))
+        self.device = torch.device(resolve_device(config.device))
         options = {key: value for key, value in resolved.options.items() if value is not None}
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(

@@ -8,10 +8,9 @@ says which model was requested and why it was replaced, so `GET /v1/info` shows 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 
-from encoders.base import ModelNotFound, TextEncoder
+from encoders.base import ModelNotFound, TextEncoder, import_class
 from encoders.config import TextEncoderConfig
 
 logger = logging.getLogger(__name__)
@@ -26,8 +25,7 @@ TEXT_ENCODERS = {
 
 
 def backend_class(backend: str) -> type:
-    module, _, name = TEXT_ENCODERS[backend].partition(":")
-    return getattr(importlib.import_module(module), name)
+    return import_class(TEXT_ENCODERS[backend])
 
 # A remote server that is down raises EncoderUnavailable, not ModelNotFound: swapping in a small local
 # model there would silently change the vector space of a production index. Only in-process backends,

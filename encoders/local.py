@@ -20,7 +20,7 @@ ensure_torchvision_importable()
 
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
-from encoders.base import EncoderInfo, ModelNotFound, instructed_query, truncate_dimensions
+from encoders.base import EncoderInfo, ModelNotFound, instructed_query, resolve_device, truncate_dimensions
 from encoders.config import TextEncoderConfig
 from encoders.hub import resolve_model_dir
 
@@ -29,9 +29,7 @@ _NO_LIMIT = 1_000_000
 
 
 def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return torch.device(resolve_device(device))
 
 
 def token_budget_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:

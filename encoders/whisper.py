@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import logging
 import os
 import threading
@@ -29,7 +28,7 @@ from typing import Protocol
 import numpy as np
 
 from encoders.audio import SAMPLE_RATE, audio_duration_s
-from encoders.base import ModelNotFound
+from encoders.base import ModelNotFound, import_class, resolve_device
 from encoders.hub import PIP_PREFIX, hub_offline, pip_model_dir
 
 logger = logging.getLogger(__name__)
@@ -240,14 +239,6 @@ def resolve_openai_whisper_checkpoint(model: str) -> str:
     return model
 
 
-def pick_torch_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 class OpenAIWhisperTranscriber:
     def __init__(self, config: WhisperConfig):
         import whisper
@@ -256,7 +247,7 @@ class OpenAIWhisperTranscriber:
             raise ValueError("vad=True needs the faster-whisper backend: openai-whisper has no VAD filter")
         self.config = config
         checkpoint = resolve_openai_whisper_checkpoint(config.model)
-        self.device = pick_torch_device(config.device)
+        self.device = resolve_device(config.device)
         try:
             self.model = whisper.load_model(checkpoint, device=self.device, download_root=str(whisper_download_root()))
         except (urllib.error.URLError, OSError) as error:  # the download broke off after the probe
@@ -297,8 +288,7 @@ TRANSCRIBERS = {
 
 
 def transcriber_class(backend: str) -> type:
-    module, _, name = TRANSCRIBERS[backend].partition(":")
-    return getattr(importlib.import_module(module), name)
+    return import_class(TRANSCRIBERS[backend])
 
 
 def create_transcriber(config: WhisperConfig) -> Transcriber:
