@@ -39,3 +39,4 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/ingest.py
 	$(VENV)/bin/python bench/query.py
 	$(VENV)/bin/python bench/audio.py
+	$(VENV)/bin/python bench/images.py

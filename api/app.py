@@ -12,14 +12,14 @@ from api.auth import require_api_key
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics
-from api.routes import audio, documents, items, openai_compat, search, system
+from api.routes import audio, documents, images, items, openai_compat, search, system
 from api.settings import Settings
 from api.state import AppState
 
 DESCRIPTION = """Self-hosted multimodal retrieval on Milvus.
 
-Ingest documents and audio recordings, search them by meaning with text or a spoken clip, and embed
-text through an OpenAI-compatible endpoint.
+Ingest documents, pictures and audio recordings; search them by meaning with text, a picture or a
+spoken clip; and embed text through an OpenAI-compatible endpoint.
 Errors are JSON: `{"error": {"code": "...", "message": "..."}}`.
 """
 
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(system.router)
     # Each router carries its full /v1 prefix itself, so route templates (metric labels) are complete.
-    for router in (documents.router, audio.router, search.router, items.router, openai_compat.router):
+    for router in (documents.router, images.router, audio.router, search.router, items.router, openai_compat.router):
         app.include_router(router, dependencies=[Depends(require_api_key)])
     return app
 

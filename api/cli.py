@@ -23,7 +23,8 @@ from retrieval.audio import AUDIO_CONTENT_TYPES
 from retrieval.extract import DOCUMENT_SUFFIXES
 
 AUDIO_SUFFIXES = frozenset(AUDIO_CONTENT_TYPES)
-INGESTIBLE_SUFFIXES = DOCUMENT_SUFFIXES | AUDIO_SUFFIXES
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+INGESTIBLE_SUFFIXES = DOCUMENT_SUFFIXES | AUDIO_SUFFIXES | IMAGE_SUFFIXES
 JOB_POLL_S = 1.0
 
 
@@ -52,13 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="Port (default: PRISM_PORT or 8000).")
     serve.set_defaults(run=run_serve)
 
-    ingest = commands.add_parser("ingest", help="Ingest documents (.txt, .md, .pdf) and audio files, and folders of them (recursively).")
+    ingest = commands.add_parser("ingest", help="Ingest documents (.txt, .md, .pdf), pictures and audio files, and folders of them (recursively).")
     ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     ingest.add_argument("--collection", default="default")
     ingest.set_defaults(run=run_ingest)
 
-    search = commands.add_parser("search", help="Search a collection.")
-    search.add_argument("query")
+    search = commands.add_parser("search", help="Search a collection by text, or by a picture or audio clip (--file).")
+    search.add_argument("query", nargs="?", help="The text to search for.")
+    search.add_argument("--file", type=Path, help="Search with this picture or audio clip instead of a text.")
+    search.add_argument("--modalities", default="", help="Comma-separated kinds of results, e.g. image or text,audio (default: all).")
     search.add_argument("--top-k", type=int, default=10)
     search.add_argument("--collection", default="default")
     search.add_argument("--json", action="store_true", help="Print the raw JSON response.")
@@ -98,7 +101,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     chunks = failed = 0
     with connect(args) as client:
         for path, name in tqdm(files, unit="file", desc="ingest", file=sys.stderr):
-            route = "/v1/audio" if path.suffix.lower() in AUDIO_SUFFIXES else "/v1/documents/upload"
+            route = ingest_route(path)
             response = client.post(route, data={"collection": args.collection}, files={"files": (name, path.read_bytes())})
             if response.status_code == 202:  # a long recording: wait for its job
                 response = wait_for_job(client, response.json()["status_url"])
@@ -109,6 +112,15 @@ def run_ingest(args: argparse.Namespace) -> int:
                 tqdm.write(f"{name}: {error_message(response)}", file=sys.stderr)
     print(f"ingested {len(files) - failed} of {len(files)} files ({chunks} chunks) into {args.collection!r}")
     return 1 if failed else 0
+
+
+def ingest_route(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in AUDIO_SUFFIXES:
+        return "/v1/audio"
+    if suffix in IMAGE_SUFFIXES:
+        return "/v1/images"
+    return "/v1/documents/upload"
 
 
 def wait_for_job(client: httpx.Client, status_url: str) -> httpx.Response:
@@ -136,14 +148,26 @@ def find_documents(paths: list[Path]) -> list[tuple[Path, str]]:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    if (args.query is None) == (args.file is None):
+        raise CliError("give a query text or --file, not both")
+    modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
     with connect(args) as client:
-        body = request_json(client, "POST", "/v1/search", json={"query": {"text": args.query}, "collection": args.collection, "top_k": args.top_k})
+        if args.file is not None:
+            if not args.file.is_file():
+                raise CliError(f"{args.file} does not exist")
+            form = {"collection": args.collection, "top_k": str(args.top_k), "modalities": ",".join(modalities)}
+            files = {"file": (args.file.name, args.file.read_bytes())}
+            body = request_json(client, "POST", "/v1/search/upload", data=form, files=files)
+        else:
+            query = {"query": {"text": args.query}, "collection": args.collection, "top_k": args.top_k, "modalities": modalities or None}
+            body = request_json(client, "POST", "/v1/search", json=query)
     if args.json:
         print(json.dumps(body, indent=2, ensure_ascii=False))
         return 0
     for rank, result in enumerate(body["results"], 1):
         snippet = " ".join(result["text"].split())[:160]
-        print(f"{rank:>2}. {result['score']:.4f}  {result['doc_id']}  [{result['id']}]\n    {snippet}")
+        where = f"{result['source']} ({result['width']}x{result['height']})" if result["modality"] == "image" else result["doc_id"]
+        print(f"{rank:>2}. {result['score']:.4f}  {result['modality']:<5}  {where}  [{result['id']}]\n    {snippet}")
     print(f"({len(body['results'])} results, {body['timings_ms']['total']:.1f} ms)")
     return 0
 

@@ -12,6 +12,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.state import ServiceNotReady
 from encoders import EncoderError, EncoderUnavailable
 from encoders.audio import InvalidAudio
+from encoders.images import ImageTooLarge, InvalidImage
+from retrieval.batching import QueueFull
 from retrieval.audio import TooLarge
 from retrieval.errors import ModalityUnavailable
 from retrieval import InvalidFile, InvalidFilter, InvalidInput, NotFound, StoreMismatch, StoreUnavailable, UnsupportedFile
@@ -23,7 +25,10 @@ log = logging.getLogger("prism")
 ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (InvalidFilter, 400, "invalid_filter"),
     (TooLarge, 413, "payload_too_large"),
+    (ImageTooLarge, 413, "payload_too_large"),
+    (InvalidImage, 400, "invalid_image"),
     (InvalidAudio, 400, "invalid_audio"),
+    (QueueFull, 503, "overloaded"),
     (ModalityUnavailable, 503, "modality_unavailable"),
     (UnsupportedFile, 415, "unsupported_file_type"),
     (InvalidFile, 400, "invalid_file"),

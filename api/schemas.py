@@ -30,11 +30,44 @@ class DocumentsIn(Strict):
 
 
 class IngestOut(BaseModel):
-    ids: list[str] = Field(description="Document ids, in request order.")
-    chunks: int = Field(description="Chunks written.")
-    embedded: int = Field(description="Distinct chunk texts the encoder embedded.")
-    reused: int = Field(description="Chunks whose vector was already known from identical content.")
+    ids: list[str] = Field(description="Document ids (of pictures: their item ids), in request order.")
+    chunks: int = Field(description="Items written: chunks, transcript windows or pictures.")
+    embedded: int = Field(description="Distinct texts and pictures the encoders embedded.")
+    reused: int = Field(description="Items whose vector was already known from identical content.")
     timings_ms: dict[str, float]
+
+
+# Images
+
+
+class ImageIn(Strict):
+    data: str = Field(description="The picture's bytes, base64-encoded: JPEG, PNG, WebP, GIF, BMP or TIFF.")
+    filename: str | None = Field(None, description="Its file name, kept as `source`.")
+    caption: str | None = Field(None, description="A caption or alt text, searchable as text.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Free JSON metadata, returned with results and filterable.")
+
+
+class ImagesIn(Strict):
+    collection: str = Field("default", description="Collection to add to; created on first use.")
+    images: list[ImageIn] = Field(min_length=1)
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its nested models written out, for a request body that FastAPI
+    cannot declare itself (a route taking JSON or multipart)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    return resolve(schema)
 
 
 class DeletedOut(BaseModel):
@@ -45,18 +78,19 @@ class DeletedOut(BaseModel):
 
 
 class QueryIn(Strict):
-    text: str | None = Field(None, description="Text to search for.")
+    text: str | None = Field(None, description="Text to search for; finds pictures too (CLIP's text tower, and captions).")
+    image: str | None = Field(None, description="A base64-encoded picture: finds pictures that look like it.")
     audio: str | None = Field(None, description="A base64-encoded audio clip; its transcript is the query.")
 
     @model_validator(mode="after")
     def exactly_one(self) -> "QueryIn":
-        given = [name for name in ("text", "audio") if getattr(self, name) is not None]
+        given = [name for name in ("text", "image", "audio") if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of text or audio (got {', '.join(given) or 'none'})")
+            raise ValueError(f"give exactly one of text, image or audio (got {', '.join(given) or 'none'})")
         return self
 
 
-Modality = Literal["text", "audio"]
+Modality = Literal["text", "image", "audio"]
 
 
 class SearchIn(Strict):
@@ -70,35 +104,46 @@ class SearchIn(Strict):
         description='Structured filters, e.g. {"source": "a.pdf", "doc_id": ["d1", "d2"], '
         '"created_at": {"gte": 1700000000000}, "metadata": {"lang": "en"}}. Lists mean "any of".',
     )
-    min_score: float | None = Field(None, description="Drop results whose cosine similarity is below this.")
+    min_score: float | None = Field(None, description="Drop what each route finds with a cosine similarity below this (before fusion).")
 
 
 class ItemOut(BaseModel):
     id: str
     collection: str
-    modality: str
-    doc_id: str
-    text: str
+    modality: str = Field(description="text, image or audio.")
+    doc_id: str = Field(description="The document, recording or picture the item belongs to.")
+    text: str = Field(description="The chunk, the transcript window, or the picture's caption.")
     title: str
-    source: str
-    position: int = Field(description="Index of the chunk within its document.")
+    source: str = Field(description="Where it came from, e.g. the uploaded file's name.")
+    position: int = Field(description="Index of the item within its document or recording.")
     char_start: int = Field(description="Offset of the chunk in the document text as submitted.")
     char_end: int
     created_at: int = Field(description="Milliseconds since the epoch.")
     metadata: dict[str, Any]
+    caption: str | None = Field(None, description="Image: the caption given at upload ('' if none).")
+    width: int | None = Field(None, description="Image: width in pixels, upright.")
+    height: int | None = Field(None, description="Image: height in pixels.")
+    thumbnail_url: str | None = Field(None, description="Image: a small JPEG of the picture.")
     recording_id: str | None = Field(None, description="Audio: the recording this transcript window belongs to.")
     start: float | None = Field(None, description="Audio: where the window starts in the recording, in seconds.")
     end: float | None = Field(None, description="Audio: where the window ends, in seconds.")
-    content_url: str | None = Field(None, description="Audio: the original recording, seeking to the window's start.")
+    content_url: str | None = Field(None, description="The original: the picture, or the recording seeking to the window's start.")
 
     @classmethod
     def of(cls, item: Item) -> "ItemOut":
-        audio = item.modality == "audio"
+        content = f"/v1/items/{item.id}/content"
+        extra: dict[str, Any] = {}
+        if item.modality == "image":
+            extra = dict(
+                caption=item.text,
+                width=item.width,
+                height=item.height,
+                thumbnail_url=f"/v1/items/{item.id}/thumbnail",
+                content_url=content,
+            )
+        elif item.modality == "audio":
+            extra = dict(recording_id=item.doc_id, start=item.start_s, end=item.end_s, content_url=f"{content}#t={item.start_s:.2f}")
         return cls(
-            recording_id=item.doc_id if audio else None,
-            start=item.start_s if audio else None,
-            end=item.end_s if audio else None,
-            content_url=f"/v1/items/{item.id}/content#t={item.start_s:.2f}" if audio else None,
             id=item.id,
             collection=item.collection,
             modality=item.modality,
@@ -111,15 +156,28 @@ class ItemOut(BaseModel):
             char_end=item.char_end,
             created_at=item.created_at,
             metadata=item.metadata,
+            **extra,
         )
 
 
+class RouteScoreOut(BaseModel):
+    rank: int = Field(description="1-based rank in that route's list.")
+    score: float = Field(description="That route's cosine similarity.")
+
+
 class ResultOut(ItemOut):
-    score: float = Field(description="Cosine similarity between query and item, higher is closer.")
+    score: float = Field(description="Cosine similarity when one route found results; the reciprocal-rank-fusion score when several did.")
+    routes: dict[str, RouteScoreOut] = Field(description="Provenance: each route that found the item, with its rank and score there.")
 
     @classmethod
     def of_hit(cls, hit: Hit) -> "ResultOut":
-        return cls(**ItemOut.of(hit.item).model_dump(), score=hit.score)
+        routes = {name: RouteScoreOut(rank=route.rank, score=route.score) for name, route in hit.routes.items()}
+        return cls(**ItemOut.of(hit.item).model_dump(), score=hit.score, routes=routes)
+
+
+class RoutesOut(BaseModel):
+    ran: list[str] = Field(description="Routes searched: text (text encoder over documents, transcripts and captions), clip-text (CLIP text tower over pictures), clip-image (CLIP image tower over pictures).")
+    skipped: dict[str, str] = Field(description="Routes the query would have used but could not, and why.")
 
 
 class TranscriptOut(BaseModel):
@@ -129,8 +187,9 @@ class TranscriptOut(BaseModel):
 
 class SearchOut(BaseModel):
     results: list[ResultOut]
+    routes: RoutesOut
     transcript: TranscriptOut | None = Field(None, description="For an audio query: the transcript that was searched for.")
-    timings_ms: dict[str, float] = Field(description="Milliseconds per stage: transcribe (audio queries), embed, search, total.")
+    timings_ms: dict[str, float] = Field(description="Milliseconds per stage: transcribe (audio queries), embed.<route>, search.<route>, fusion, total.")
 
 
 # Audio and jobs
@@ -190,11 +249,19 @@ class AudioModelOut(BaseModel):
     error: str | None = Field(None, description="Why audio is unavailable, if it is.")
 
 
+class ImageModelOut(BaseModel):
+    available: bool
+    name: str | None = None
+    pretrained: str | None = None
+    dimension: int | None = None
+    error: str | None = Field(None, description="Why images are unavailable, if they are: which weights are missing and how to provide them.")
+
+
 class InfoOut(BaseModel):
     version: str
     ready: bool
     error: str | None = Field(None, description="Why the server is not ready, if it is not.")
-    models: dict[str, ModelOut | AudioModelOut] = Field(description="Models per modality: text, audio.")
+    models: dict[str, ModelOut | ImageModelOut | AudioModelOut] = Field(description="Models per modality: text, image, audio.")
     store: dict[str, str] = Field(description="kind (milvus-lite or milvus) and uri.")
 
 

@@ -15,9 +15,11 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from encoders import TextEncoderConfig
 from encoders.config import DEFAULT_QUERY_TASK, DEFAULT_TEXT_MODEL, FALLBACK_TEXT_MODEL
+from encoders.clip import ClipConfig
 from encoders.whisper import WhisperConfig
 from retrieval import ChunkingConfig
 from retrieval.audio import AudioConfig
+from retrieval.images import ImageConfig
 
 CONFIG_FILE_ENV = "PRISM_CONFIG"  # path of an optional TOML file with the same keys, lowercase
 DEFAULT_CONFIG_FILE = "prism.toml"
@@ -66,12 +68,23 @@ class Settings(BaseSettings):
     audio_max_seconds: float = Field(4 * 3600, description="Longest recording (413 above).")
     audio_job_threshold_s: float = Field(60.0, description="Uploads longer than this are processed as a background job.")
 
+    # Images
+    image_model: str = Field("ViT-B-32", description="OpenCLIP model: an architecture name (ViT-B-32), `hf-hub:org/repo`, or `local-dir:/path` (open_clip_config.json and weights); empty disables images.")
+    image_pretrained: str | None = Field("laion2b_s34b_b79k", description="Pretrained tag of the architecture, or a checkpoint file; ignored for hf-hub: and local-dir: models.")
+    image_device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    image_max_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Largest image upload (413 above).")
+    image_max_pixels: int = Field(50_000_000, gt=0, description="Most pixels an image may declare (413 above): refuses decompression bombs before decoding.")
+    image_thumbnail_px: int = Field(256, ge=16, description="Longest side of stored thumbnails.")
+    image_batch_size: int = Field(32, ge=1, description="Pictures per CLIP forward pass, gathered across concurrent requests.")
+    image_batch_wait_ms: float = Field(5.0, ge=0, description="How long a picture waits for others to share its batch.")
+    image_queue_size: int = Field(512, ge=1, description="Pictures waiting for CLIP before requests are refused with 503.")
+
     # Ingestion
     chunk_tokens: int = Field(512, ge=8, description="Tokens per chunk (clamped to the model's maximum).")
     chunk_overlap: int = Field(64, ge=0, description="Tokens shared by neighbouring chunks.")
     embedding_cache_size: int = Field(10_000, ge=0, description="Embeddings kept in memory to skip repeated text.")
 
-    @field_validator("text_fallback_model", "milvus_uri", "whisper_fallback_model", "whisper_language", mode="before")
+    @field_validator("text_fallback_model", "milvus_uri", "whisper_fallback_model", "whisper_language", "image_pretrained", mode="before")
     @classmethod
     def empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -137,6 +150,19 @@ class Settings(BaseSettings):
             max_bytes=self.audio_max_bytes,
             max_duration_s=self.audio_max_seconds,
             job_threshold_s=self.audio_job_threshold_s,
+        )
+
+    def clip_config(self) -> ClipConfig:
+        return ClipConfig(model=self.image_model, pretrained=self.image_pretrained, device=self.image_device, batch_size=self.image_batch_size)
+
+    def image_config(self) -> ImageConfig:
+        return ImageConfig(
+            max_bytes=self.image_max_bytes,
+            max_pixels=self.image_max_pixels,
+            thumbnail_px=self.image_thumbnail_px,
+            batch_size=self.image_batch_size,
+            batch_wait_ms=self.image_batch_wait_ms,
+            queue_size=self.image_queue_size,
         )
 
     @property

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable, TypeVar
 
 from api.settings import Settings
 from encoders import EncoderUnavailable, create_text_encoder
-from encoders.whisper import Transcriber, create_transcriber
+from encoders.clip import ClipEncoder, create_clip_encoder
+from encoders.whisper import create_transcriber
 from retrieval import Library, MilvusStore, StoreUnavailable
 from retrieval.blobs import BlobStore
 
 log = logging.getLogger("prism")
+
+T = TypeVar("T")
 
 RETRY_DELAYS_S = (1, 2, 5, 10, 30)  # then every 30 s
 
@@ -28,9 +32,14 @@ class ServiceNotReady(Exception):
 def open_library(settings: Settings) -> Library:
     """Build the Library from settings: the one wiring used by the server and the CLI."""
     encoder = create_text_encoder(settings.text_encoder_config())  # logs a WARNING if it fell back
-    transcriber, audio_error = open_transcriber(settings)
-    store = MilvusStore(settings.store_uri, token=settings.milvus_token.get_secret_value() if settings.milvus_token else None)
+    transcriber, audio_error = load_optional("audio is", lambda: create_transcriber(settings.whisper_config()))
+    clip, image_error = open_clip_encoder(settings)
+    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+    store = MilvusStore(settings.store_uri, token=token)
+    stores = [store]
     try:
+        image_store = MilvusStore(settings.store_uri, token=token, space="image")
+        stores.append(image_store)
         return Library(
             encoder,
             store,
@@ -40,19 +49,31 @@ def open_library(settings: Settings) -> Library:
             transcriber=transcriber,
             audio_config=settings.audio_config(),
             audio_error=audio_error,
+            image_store=image_store,
+            clip=clip,
+            image_config=settings.image_config(),
+            image_error=image_error,
         )
     except BaseException:
-        store.close()
+        for opened in stores:
+            opened.close()
         raise
 
 
-def open_transcriber(settings: Settings) -> tuple[Transcriber | None, str | None]:
-    """The Whisper model, or why there is none: audio is optional, text must not depend on it."""
+def load_optional(modality: str, load: Callable[[], T]) -> tuple[T | None, str | None]:
+    """The model of an optional modality (audio, images), or why there is none: a missing model or a
+    broken install is reported in /v1/info and on that modality's routes, and text keeps working."""
     try:
-        return create_transcriber(settings.whisper_config()), None
-    except Exception as error:  # a missing model, a broken install: report, keep serving text
-        log.error("audio is unavailable: %s: %s", type(error).__name__, error)
+        return load(), None
+    except Exception as error:
+        log.error("%s unavailable: %s: %s", modality, type(error).__name__, error)
         return None, f"{type(error).__name__}: {error}"
+
+
+def open_clip_encoder(settings: Settings) -> tuple[ClipEncoder | None, str | None]:
+    if not settings.image_model:
+        return None, "images are disabled (PRISM_IMAGE_MODEL is empty)"
+    return load_optional("images are", lambda: create_clip_encoder(settings.clip_config()))
 
 
 class AppState:

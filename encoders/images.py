@@ -160,3 +160,14 @@ def thumbnail(image: Image.Image, max_side: int = 256) -> bytes:
     out = io.BytesIO()
     small.save(out, format="JPEG", quality=THUMBNAIL_QUALITY)
     return out.getvalue()
+
+
+# The first bytes of each supported format. RIFF is shared by WebP and WAV, so WebP is told by its
+# form type at bytes 8-12.
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def looks_like_image(data: bytes) -> bool:
+    """Whether the bytes start like one of the supported image formats (a cheap sniff, no decoding):
+    lets one upload field take an image or an audio clip."""
+    return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")

@@ -5,7 +5,7 @@ from retrieval.extract import InvalidFile, UnsupportedFile
 from retrieval.filters import InvalidFilter
 from retrieval.ingest import ChunkingConfig
 from retrieval.library import Library, UploadedFile
-from retrieval.search import TextQuery
+from retrieval.search import Query
 from retrieval.store import MilvusStore
 from retrieval.store_errors import StoreMismatch, StoreUnavailable
 from retrieval.types import CollectionInfo, Document, Hit, IngestResult, Item, SearchResult
@@ -23,10 +23,10 @@ __all__ = [
     "Library",
     "MilvusStore",
     "NotFound",
+    "Query",
     "SearchResult",
     "StoreMismatch",
     "StoreUnavailable",
-    "TextQuery",
     "UnsupportedFile",
     "UploadedFile",
 ]

@@ -20,7 +20,7 @@ from encoders.audio import SAMPLE_RATE, decode_audio, probe_duration_s
 from encoders.whisper import Segment, Transcriber, Transcript
 from retrieval.blobs import BlobStore
 from retrieval.errors import InvalidInput
-from retrieval.ingest import Ingestor, check_collection_name, content_hash, item_id
+from retrieval.ingest import Ingestor, check_collection_name, check_metadata, content_hash, item_id
 from retrieval.timing import StageTimer
 from retrieval.types import IngestResult, Item
 
@@ -103,7 +103,8 @@ class AudioLibrary:
         stated = probe_duration_s(data, filename)  # refuse an over-long file before decoding it
         if stated is not None and stated > self.config.max_duration_s:
             raise TooLarge(f"{filename}: {stated:.0f} s is over the duration limit of {self.config.max_duration_s:.0f} s (PRISM_AUDIO_MAX_SECONDS)")
-        recording = Recording(filename=filename, data=data, samples=decode_audio(data, filename), metadata=dict(metadata or {}))
+        metadata = check_metadata(metadata or {}, f"{filename}: metadata")
+        recording = Recording(filename=filename, data=data, samples=decode_audio(data, filename), metadata=metadata)
         if recording.duration_s > self.config.max_duration_s:
             raise TooLarge(
                 f"{filename}: {recording.duration_s:.0f} s is over the duration limit of {self.config.max_duration_s:.0f} s (PRISM_AUDIO_MAX_SECONDS)"

@@ -11,7 +11,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -51,6 +51,20 @@ def item_id(collection: str, doc_id: str, position: int) -> str:
     return hashlib.sha256(f"{collection}\0{doc_id}\0{position}".encode("utf-8")).hexdigest()[:32]
 
 
+def check_metadata(metadata: Any, label: str) -> dict[str, Any]:
+    """Metadata must be a JSON object the store can keep: NaN and infinity (which Python's json module
+    reads) cannot be stored, and its size is bounded."""
+    if not isinstance(metadata, dict):
+        raise InvalidInput(f"{label} must be a JSON object")
+    try:
+        encoded = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidInput(f"{label} is not plain JSON: {error}") from None
+    if len(encoded.encode("utf-8")) > MAX_METADATA_BYTES:
+        raise InvalidInput(f"{label} is larger than {MAX_METADATA_BYTES} bytes as JSON")
+    return dict(metadata)
+
+
 def check_document_fields(index: int, doc_id: str, document: Document) -> None:
     """Reject what the store's typed fields cannot hold, before anything is embedded or written."""
     limits = {"id": (doc_id, MAX_ID_LENGTH), "title": (document.title or "", 1024), "source": (document.source or "", 1024)}
@@ -59,8 +73,7 @@ def check_document_fields(index: int, doc_id: str, document: Document) -> None:
             raise InvalidInput(f"documents[{index}].{name} is longer than {limit} bytes")
     if not doc_id.strip():
         raise InvalidInput(f"documents[{index}].id is blank")
-    if len(json.dumps(document.metadata, ensure_ascii=False).encode("utf-8")) > MAX_METADATA_BYTES:
-        raise InvalidInput(f"documents[{index}].metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
+    check_metadata(document.metadata, f"documents[{index}].metadata")
 
 
 class Ingestor:
@@ -98,15 +111,21 @@ class Ingestor:
     def save(self, collection: str, items: list[Item], timer: StageTimer) -> IngestResult:
         """Embed what is not known yet and write the items, replacing earlier versions of their
         documents. Shared by every modality whose items are embedded as text (chunks, transcripts)."""
-        doc_ids = list(dict.fromkeys(item.doc_id for item in items))
         with timer.stage("embed"):
-            embedded, reused = self._attach_vectors(items)
+            embedded, reused = self.attach_vectors(items)
         with timer.stage("store"):
-            self.store.create_collection(collection)
-            self.store.upsert(items)
-            # Only after the new items are in: drop what previous, longer versions left behind.
-            self.store.delete_documents(collection, doc_ids, keep_ids=[item.id for item in items])
+            doc_ids = self.write(collection, items)
         return IngestResult(ids=doc_ids, chunks=len(items), embedded=embedded, reused=reused, timings_ms=timer.finish())
+
+    def write(self, collection: str, items: list[Item], doc_ids: Sequence[str] = ()) -> list[str]:
+        """Store items that have their vectors, then drop what earlier versions of their documents (and
+        of `doc_ids`, which may have no items now) left behind. Returns the document ids, in order."""
+        doc_ids = list(dict.fromkeys([*doc_ids, *(item.doc_id for item in items)]))
+        self.store.create_collection(collection)
+        self.store.upsert(items)
+        # Only after the new items are in: a document is never missing while it is replaced.
+        self.store.delete_documents(collection, doc_ids, keep_ids=[item.id for item in items])
+        return doc_ids
 
     def _chunk(self, collection: str, index: int, document: Document) -> list[Item]:
         doc_id = document.id or f"doc-{content_hash(document.text)[:16]}"
@@ -134,7 +153,7 @@ class Ingestor:
             for chunk in chunks
         ]
 
-    def _attach_vectors(self, items: list[Item]) -> tuple[int, int]:
+    def attach_vectors(self, items: list[Item]) -> tuple[int, int]:
         """Fill item.vector from the cache, then the store, then the encoder. Returns (embedded, reused)."""
         vectors: dict[str, np.ndarray] = {}
         for item in items:

@@ -1,26 +1,31 @@
 """The retrieval layer's one entry point: what the API and the CLI call.
 
-A Library owns one text encoder and one store, and composes the ingest and search pipelines over them.
+A Library owns the encoders (text; CLIP and Whisper when they could be loaded), a store per vector
+space (text, image) and the blob store of originals, and composes the ingest and search pipelines
+over them. Images and audio are optional: without their models, text keeps working and their routes
+say why not.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import Sequence
 
 import numpy as np
 
 from encoders import EncoderInfo, TextEncoder, truncate_dimensions
+from encoders.clip import ClipEncoder, ClipInfo
 from encoders.whisper import Transcriber, TranscriberInfo
 from retrieval.audio import AudioConfig, AudioLibrary
 from retrieval.blobs import BlobInfo, BlobStore
 from retrieval.cache import EmbeddingCache
 from retrieval.errors import InvalidInput, ModalityUnavailable, NotFound
 from retrieval.extract import extract_text
+from retrieval.images import ImageConfig, ImageLibrary, ImageUpload, thumbnail_key
 from retrieval.ingest import ChunkingConfig, Ingestor, check_collection_name
 from retrieval.jobs import JobManager
-from retrieval.search import Searcher, TextQuery
+from retrieval.search import Query, Searcher
 from retrieval.store import MilvusStore
 from retrieval.types import CollectionInfo, Document, IngestResult, Item, SearchResult
 
@@ -42,28 +47,48 @@ class Library:
         transcriber: Transcriber | None = None,
         audio_config: AudioConfig = AudioConfig(),
         audio_error: str | None = None,
+        image_store: MilvusStore | None = None,
+        clip: ClipEncoder | None = None,
+        image_config: ImageConfig = ImageConfig(),
+        image_error: str | None = None,
     ) -> None:
         # Refuses to start on an index built by another model: mixing vector spaces corrupts search.
         store.ensure_space(encoder.info.dimension, encoder.info.name)
         self.encoder = encoder
         self.store = store
+        # The image space is opened even without a CLIP model, so that items stored earlier can still
+        # be listed, served and deleted.
+        self.image_store = image_store
         self.blobs = blobs
         self.jobs = JobManager(workers=1)  # one at a time: a transcription already uses every core
         cache = EmbeddingCache(cache_size)
         self.ingestor = Ingestor(encoder, store, cache, chunking)
-        self.searcher = Searcher(encoder, store, cache)
-        # Audio is optional: without a Whisper model, text keeps working and audio routes say why not.
+        # Audio and images are optional: without their models, text keeps working and their routes say why not.
         self.audio = AudioLibrary(transcriber, self.ingestor, blobs, audio_config) if transcriber else None
         self.audio_error = audio_error
+        self.images = None
+        if clip is not None and image_store is not None:
+            self.images = ImageLibrary(clip, image_store, self.ingestor, blobs, image_config, cache)
+        self.image_error = image_error or ("the image store is not open" if image_store is None else None)
+        self.searcher = Searcher(encoder, store, cache, self.images, self.image_error or "no image model is loaded")
 
     def require_audio(self) -> AudioLibrary:
         if self.audio is None:
             raise ModalityUnavailable(f"audio is unavailable: {self.audio_error or 'no Whisper model is loaded'}")
         return self.audio
 
+    def require_images(self) -> ImageLibrary:
+        if self.images is None:
+            raise ModalityUnavailable(f"images are unavailable: {self.image_error or 'no image model is loaded'}")
+        return self.images
+
     @property
     def audio_model(self) -> TranscriberInfo | None:
         return self.audio.transcriber.info if self.audio else None
+
+    @property
+    def image_model(self) -> ClipInfo | None:
+        return self.images.info if self.images else None
 
     @property
     def text_model(self) -> EncoderInfo:
@@ -82,7 +107,10 @@ class Library:
         ]
         return self.ingestor.ingest(collection, documents)
 
-    def search(self, query: TextQuery) -> SearchResult:
+    def ingest_images(self, collection: str, uploads: Sequence[ImageUpload]) -> IngestResult:
+        return self.require_images().ingest(collection, uploads)
+
+    def search(self, query: Query) -> SearchResult:
         return self.searcher.search(query)
 
     def embed(self, texts: Sequence[str], dimensions: int | None = None, as_query: bool = False) -> np.ndarray:
@@ -93,43 +121,82 @@ class Library:
         return truncate_dimensions(vectors, dimensions)
 
     def get_item(self, item_id: str) -> Item:
-        item = self.store.get(item_id)
-        if item is None:
-            raise NotFound(f"item {item_id!r} does not exist")
-        return item
+        # A picture with a caption has a row in each space under one id; the image row is the item.
+        for store in self._stores():
+            item = store.get(item_id)
+            if item is not None:
+                return item
+        raise NotFound(f"item {item_id!r} does not exist")
 
     def delete_item(self, item_id: str) -> None:
         item = self.get_item(item_id)
-        self.store.delete_ids([item_id])
-        if item.modality == "audio" and not self.store.document_hashes(item.collection, item.doc_id):
+        for store in self._stores():
+            store.delete_ids([item_id])
+        if item.modality == "image":
+            self._delete_image_blobs([item_id])
+        elif item.modality == "audio" and not self.store.document_hashes(item.collection, item.doc_id):
             self.blobs.delete(item.doc_id)  # the recording's last window is gone
 
     def delete_document(self, collection: str, doc_id: str) -> int:
+        """Delete a document, recording or picture by its document id; returns the items removed."""
         self._require_collection(collection)
         deleted = self.store.delete_document(collection, doc_id)
+        if self.image_store is not None:
+            pictures = self.image_store.delete_document(collection, doc_id)
+            if pictures:
+                deleted = pictures  # its caption row was part of the same item
+                self._delete_image_blobs([doc_id])
         if not deleted:
             raise NotFound(f"document {doc_id!r} does not exist in collection {collection!r}")
         self.blobs.delete(doc_id)  # a recording's original, if it was one
         return deleted
 
     def content(self, item_id: str) -> tuple[Item, BlobInfo, Path]:
-        """The stored original behind an item (a recording, for audio windows)."""
+        """The stored original behind an item: a picture, or the recording of an audio window."""
         item = self.get_item(item_id)
-        info = self.blobs.info(item.doc_id) if item.modality == "audio" else None
+        key = {"audio": item.doc_id, "image": item.id}.get(item.modality)
+        return item, *self._blob(item_id, key, "content")
+
+    def thumbnail(self, item_id: str) -> tuple[Item, BlobInfo, Path]:
+        item = self.get_item(item_id)
+        key = thumbnail_key(item.id) if item.modality == "image" else None
+        return item, *self._blob(item_id, key, "thumbnail")
+
+    def _blob(self, item_id: str, key: str | None, what: str) -> tuple[BlobInfo, Path]:
+        info = self.blobs.info(key) if key else None
         if info is None:
-            raise NotFound(f"item {item_id!r} has no stored content")
-        return item, info, self.blobs.path(item.doc_id)
+            raise NotFound(f"item {item_id!r} has no stored {what}")
+        return info, self.blobs.path(key)
 
     def collections(self) -> list[CollectionInfo]:
-        return self.store.list_collections()
+        infos = self.store.list_collections()
+        if self.image_store is None:
+            return infos
+        pictures = {info.name: info.items for info in self.image_store.list_collections()}
+        # A captioned picture has a row in each space: count it once.
+        captions = {info.name: len(self.store.document_ids(info.name, "image")) for info in infos if pictures.get(info.name)}
+        return [replace(info, items=info.items - captions.get(info.name, 0) + pictures.get(info.name, 0)) for info in infos]
 
     def drop_collection(self, name: str) -> int:
         self._require_collection(name)
         recordings = self.store.document_ids(name, "audio")
-        deleted = self.store.drop_collection(name)
+        pictures = self.image_store.document_ids(name, "image") if self.image_store is not None else []
+        total = next((info.items for info in self.collections() if info.name == name), 0)
+        if self.image_store is not None:
+            self.image_store.drop_collection(name)
+        self.store.drop_collection(name)
         for recording_id in recordings:
             self.blobs.delete(recording_id)
-        return deleted
+        self._delete_image_blobs(pictures)
+        return total
+
+    def _delete_image_blobs(self, image_ids: Sequence[str]) -> None:
+        for image_id in image_ids:
+            self.blobs.delete(image_id)
+            self.blobs.delete(thumbnail_key(image_id))
+
+    def _stores(self) -> list[MilvusStore]:
+        return [store for store in (self.image_store, self.store) if store is not None]
 
     def _require_collection(self, name: str) -> None:
         check_collection_name(name)
@@ -138,4 +205,7 @@ class Library:
 
     def close(self) -> None:
         self.jobs.close()
-        self.store.close()
+        if self.images is not None:
+            self.images.close()
+        for store in self._stores():
+            store.close()

@@ -264,7 +264,9 @@ class MilvusStore:
                 # and recording it). Its schema still tells the dimension; adopt the configured
                 # model if that matches.
                 self._check_same_model(None, self._stored_dimension(), model, dimension)
-            if not exists:
+            if exists:
+                self._check_fields()
+            else:
                 self._create_space_collection(dimension)  # created loaded
                 self._space_loaded = True
             if recorded is None:
@@ -284,6 +286,18 @@ class MilvusStore:
             f"({stored_dimension}-d) but the configured model is {model} ({dimension}-d); "
             "point PRISM_DATA_DIR/PRISM_MILVUS_URI elsewhere or configure the original model"
         )
+
+    def _check_fields(self) -> None:
+        """An existing collection must have this version's fields: writing rows that lack one fails
+        only at the first upsert, with a Milvus error naming neither the cause nor the remedy."""
+        description = self._call("describe_collection", self._space_collection)
+        stored = {field["name"] for field in description["fields"]}
+        missing = [name for name in ("vector", *ITEM_FIELDS) if name not in stored]
+        if missing:
+            raise StoreMismatch(
+                f"{self._space_collection} in {redact(self.uri)} was created by an older version of Prism "
+                f"(it lacks the fields {', '.join(missing)}); re-ingest into a new PRISM_DATA_DIR/PRISM_MILVUS_URI"
+            )
 
     def _stored_dimension(self) -> int:
         description = self._call("describe_collection", self._space_collection)
@@ -395,6 +409,13 @@ class MilvusStore:
             self._space_collection, f"id == {string_literal(item_id)}", ITEM_FIELDS, limit=1
         )
         return item_from_row(rows[0]) if rows else None
+
+    def existing_ids(self, ids: Sequence[str]) -> list[str]:
+        """Which of `ids` are stored."""
+        with self._lock:
+            if not self._space_exists():
+                return []
+            return self._existing_ids(list(dict.fromkeys(ids)))
 
     def delete_ids(self, ids: Iterable[str]) -> int:
         """Delete items by id. Returns how many existed."""

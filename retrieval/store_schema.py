@@ -34,13 +34,14 @@ VARCHAR_MAX_BYTES: dict[str, int] = {
     "text": 65535,
     "content_hash": 64,
 }
-INT64_FIELDS = ("position", "char_start", "char_end", "created_at")
+INT64_FIELDS = ("position", "char_start", "char_end", "width", "height", "created_at")
 # Seconds into a recording, for audio segments (0 for everything else).
 DOUBLE_FIELDS = ("start_s", "end_s")
 # Everything an Item holds except its vector, in schema order.
 ITEM_FIELDS = [
     "id", "collection", "modality", "doc_id", "source", "title",
-    "position", "char_start", "char_end", "start_s", "end_s", "text", "content_hash", "created_at", "metadata",
+    "position", "char_start", "char_end", "width", "height", "start_s", "end_s", "text", "content_hash",
+    "created_at", "metadata",
 ]  # fmt: skip
 
 META_KEY_MAX_BYTES = 512  # "collection:" + a 255-byte name fits with room to spare
@@ -83,7 +84,7 @@ def space_schema(dimension: int) -> CollectionSchema:
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
     for name in ("collection", "modality", "doc_id", "source", "title"):
         schema.add_field(name, DataType.VARCHAR, max_length=VARCHAR_MAX_BYTES[name])
-    for name in ("position", "char_start", "char_end"):
+    for name in ("position", "char_start", "char_end", "width", "height"):  # width, height: images, in pixels
         schema.add_field(name, DataType.INT64)
     for name in DOUBLE_FIELDS:
         schema.add_field(name, DataType.DOUBLE)
@@ -183,6 +184,8 @@ def item_from_row(row: dict[str, Any]) -> Item:
         position=int(row["position"]),
         char_start=int(row["char_start"]),
         char_end=int(row["char_end"]),
+        width=int(row["width"]),
+        height=int(row["height"]),
         start_s=float(row["start_s"]),
         end_s=float(row["end_s"]),
         metadata=dict(row["metadata"] or {}),

@@ -29,7 +29,7 @@ class Chunk:
 
 @dataclass
 class Item:
-    """One row of the store: a chunk (or, later, an image or audio segment) and its vector."""
+    """One row of the store: a text chunk, an image (or its caption), or an audio transcript window."""
 
     id: str
     collection: str
@@ -43,6 +43,8 @@ class Item:
     position: int = 0
     char_start: int = 0
     char_end: int = 0
+    width: int = 0  # images: size in pixels, upright (0 for everything else)
+    height: int = 0
     start_s: float = 0.0  # audio segments: where the window starts and ends in the recording
     end_s: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -50,9 +52,18 @@ class Item:
 
 
 @dataclass(frozen=True)
+class RouteScore:
+    """Where one route (a query encoder searching one vector space) placed an item."""
+
+    rank: int  # 1-based
+    score: float  # that route's cosine similarity
+
+
+@dataclass(frozen=True)
 class Hit:
     item: Item
-    score: float  # cosine similarity, higher is closer
+    score: float  # cosine similarity; the fused score when several routes found results
+    routes: dict[str, RouteScore] = field(default_factory=dict)  # provenance: route name -> its rank and score
 
 
 @dataclass(frozen=True)
@@ -75,3 +86,5 @@ class IngestResult:
 class SearchResult:
     hits: list[Hit]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    routes: list[str] = field(default_factory=list)  # the routes that ran
+    skipped: dict[str, str] = field(default_factory=dict)  # routes that could not run -> why

@@ -45,6 +45,14 @@ def prism_url(tmp_path_factory) -> str:
         yield url
 
 
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+    """A tiny CLIP trained once per session (about 10 s), saved for `local-dir:` and checkpoint loading."""
+    from tests.tiny_clip import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
 @pytest.fixture
 def collection(request) -> str:
     """A collection name unique to the test."""

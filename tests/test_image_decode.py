@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import time
-import zlib
 
 import pytest
 from PIL import Image, ImageFile
@@ -19,14 +17,9 @@ from encoders.images import (
     decode_image,
     thumbnail,
 )
+from tests.image_files import bilevel_png, encode
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 40), (20, 40, 230)
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format=fmt, **options)
-    return out.getvalue()
 
 
 def quadrants(width: int = 120, height: int = 80) -> Image.Image:
@@ -38,24 +31,6 @@ def quadrants(width: int = 120, height: int = 80) -> Image.Image:
 
 def close_to(pixel, colour, tolerance: int = 12) -> bool:
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour))
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def bilevel_png(width: int, height: int, idat: bytes | None = None) -> bytes:
-    """A 1-bit greyscale PNG written by hand; all black unless `idat` replaces the compressed pixels.
-
-    All black compresses about 1000:1, so a 20000x20000 image (400 megapixels) is some 50 KB on disk.
-    """
-    if idat is None:
-        row = b"\x00" * (1 + (width + 7) // 8)  # filter byte 0, then the packed bits
-        packer = zlib.compressobj(9)
-        idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # bit depth 1, greyscale
-    chunks = png_chunk(b"IHDR", header) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
-    return b"\x89PNG\r\n\x1a\n" + chunks
 
 
 # -- accepted formats ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pymilvus import MilvusClient
 
 from retrieval.filters import build_filter
 from retrieval.store import IN_LIST_BATCH, MilvusStore, StoreMismatch, StoreUnavailable
-from retrieval.store_schema import UPSERT_BATCH_ROWS, _approximate_bytes, _row_from_item, _size_limited_batches
+from retrieval.store_schema import UPSERT_BATCH_ROWS, _approximate_bytes, _row_from_item, _size_limited_batches, space_index_params
 from retrieval.types import Item
 
 DIM = 8
@@ -212,6 +212,24 @@ def test_space_without_registry_entry_is_checked_by_its_schema(store_uri: str):
         assert store._meta_get("space:text") == {"model": MODEL, "dimension": DIM}
 
 
+def test_a_space_from_an_older_schema_is_refused_with_a_remedy(store_uri: str):
+    with MilvusStore(store_uri) as store:
+        store.ensure_space(DIM, MODEL)
+        # What a space created before images looked like: no width and height fields.
+        old = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        for field in store._client.describe_collection("prism_text")["fields"]:
+            if field["name"] not in ("width", "height"):
+                old.add_field(field["name"], field["type"], **field.get("params", {}), is_primary=field.get("is_primary", False))
+        store._client.drop_collection("prism_text")
+        store._client.create_collection("prism_text", schema=old, index_params=space_index_params(store.kind))
+    with MilvusStore(store_uri) as store:
+        try:
+            with pytest.raises(StoreMismatch, match="older version of Prism .*width, height.*new PRISM_DATA_DIR"):
+                store.ensure_space(DIM, MODEL)
+        finally:
+            store._client.drop_collection("prism_text")  # the server's database is shared by the next tests
+
+
 def test_spaces_are_separate_collections(store_uri: str):
     with MilvusStore(store_uri, space="text") as text, MilvusStore(store_uri, space="image") as image:
         text.ensure_space(DIM, MODEL)
@@ -251,6 +269,10 @@ def test_upsert_get_round_trip_of_every_field(text_store: MilvusStore):
         position=7,
         char_start=1000,
         char_end=2000,
+        width=4032,
+        height=3024,
+        start_s=12.5,
+        end_s=41.25,
         metadata={
             "lang": "日本語",
             "tags": ["a", "b"],

@@ -1,12 +1,22 @@
-"""Shared route dependencies."""
+"""Shared route dependencies and helpers."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 from fastapi import Request
 
-from retrieval import Library
+from retrieval import InvalidInput, Library
 
 
 def get_library(request: Request) -> Library:
     """The loaded Library, or 503 (ServiceNotReady) while models load or when loading failed."""
     return request.app.state.prism.require_library()
+
+
+def decode_base64(data: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"{field} is not valid base64") from None

@@ -1,4 +1,4 @@
-"""Single items (chunks) and collections."""
+"""Single items (chunks, pictures, transcript windows), their stored originals, and collections."""
 
 from __future__ import annotations
 
@@ -20,10 +20,18 @@ def get_item(item_id: str, library: Library = Depends(get_library)) -> ItemOut:
 @router.get("/items/{item_id}/content", tags=["items"], summary="The stored original of an item")
 @router.head("/items/{item_id}/content", include_in_schema=False)  # players ask for the size first
 def item_content(item_id: str, request: Request, library: Library = Depends(get_library)) -> Response:
-    """The recording behind an audio window, with HTTP Range support so a player can seek
-    (the `content_url` of a result adds `#t=<start>`)."""
+    """The picture as uploaded, or the recording behind an audio window, with its content type and
+    HTTP Range support so a player can seek (an audio result's `content_url` adds `#t=<start>`)."""
     _, info, path = library.content(item_id)
     return file_response(path, info.content_type, request, filename=info.filename)
+
+
+@router.get("/items/{item_id}/thumbnail", tags=["items"], summary="A picture's thumbnail (JPEG)")
+@router.head("/items/{item_id}/thumbnail", include_in_schema=False)
+def item_thumbnail(item_id: str, request: Request, library: Library = Depends(get_library)) -> Response:
+    """A JPEG whose longest side is PRISM_IMAGE_THUMBNAIL_PX; 404 for items that are not pictures."""
+    _, info, path = library.thumbnail(item_id)
+    return file_response(path, info.content_type, request)
 
 
 @router.delete("/items/{item_id}", response_model=DeletedOut, tags=["items"], summary="Delete one item")

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, Response
 from api.auth import require_api_key
 from api.errors import error_response
 from api.metrics import metrics_response
-from api.schemas import AudioModelOut, InfoOut, ModelOut
+from api.schemas import AudioModelOut, ImageModelOut, InfoOut, ModelOut
 from retrieval import StoreUnavailable
 
 router = APIRouter(tags=["system"])
@@ -29,8 +29,18 @@ def readyz(request: Request) -> JSONResponse:
         state.library.store.ping()  # a load balancer should stop sending traffic when Milvus is gone
     except StoreUnavailable as error:
         return error_response(503, "store_unavailable", str(error))
-    text = state.library.text_model
-    return JSONResponse({"status": "ready", "checks": {"text_encoder": f"{text.backend} {text.name} loaded", "store": f"{state.library.store.kind} ok"}})
+    library = state.library
+    text = library.text_model
+    # Images and audio are optional: reported here, but their absence does not make the server unready.
+    image = library.image_model
+    audio = library.audio_model
+    checks = {
+        "text_encoder": f"{text.backend} {text.name} loaded",
+        "store": f"{library.store.kind} ok",
+        "image_encoder": f"{image.name} loaded" if image else f"unavailable: {library.image_error}",
+        "audio_transcriber": f"{audio.backend} {audio.name} loaded" if audio else f"unavailable: {library.audio_error}",
+    }
+    return JSONResponse({"status": "ready", "checks": checks})
 
 
 @router.get("/v1/info", response_model=InfoOut, dependencies=[Depends(require_api_key)], summary="Models and store in use")
@@ -49,6 +59,14 @@ def info(request: Request) -> InfoOut:
             requested=text.requested,
             fallback_reason=text.fallback_reason,
         )
+        image = library.image_model
+        models["image"] = ImageModelOut(
+            available=image is not None,
+            name=image.name if image else None,
+            pretrained=image.pretrained if image else None,
+            dimension=image.dimension if image else None,
+            error=library.image_error,
+        )
         audio = library.audio_model
         models["audio"] = AudioModelOut(
             available=audio is not None,
@@ -64,5 +82,6 @@ def info(request: Request) -> InfoOut:
 
 
 @router.get("/metrics", dependencies=[Depends(require_api_key)], summary="Prometheus metrics", include_in_schema=True)
-def metrics() -> Response:
-    return metrics_response()
+def metrics(request: Request) -> Response:
+    library = request.app.state.prism.library
+    return metrics_response([library.images.batcher] if library is not None and library.images is not None else [])

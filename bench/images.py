@@ -1,0 +1,155 @@
+"""Image ingest speed: pictures per second through the server, next to the bare CLIP encoder, in one run.
+
+    .venv/bin/python bench/images.py [--images 256] [--clients 8]
+
+The model is PRISM_IMAGE_MODEL / PRISM_IMAGE_PRETRAINED when set; otherwise ViT-B-32 with random
+weights saved to a temporary checkpoint (no pretrained CLIP exists offline, and the values of the
+weights do not change the cost of a forward pass). The pictures are 640x480 JPEGs, the size of a
+typical web photo. Three figures:
+  bare encoder        ClipEncoder.embed_images on decoded pictures, in batches of 32
+  server, batched     POST /v1/images with 16 pictures per request, one client
+  server, concurrent  POST /v1/images with 1 picture per request from --clients clients at once:
+                      what dynamic micro-batching gathers across requests (items per batch is shown)
+The server figures include HTTP, decoding, thumbnails, CLIP, Milvus Lite writes and blob writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from common import running_server, write_results
+
+REQUEST_IMAGES = 16
+
+
+def photos(count: int, seed: int = 0) -> list[bytes]:
+    """Distinct 640x480 JPEGs: a noisy background with a few coloured shapes."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        image = Image.effect_noise((640, 480), rng.uniform(20, 80)).convert("RGB")
+        draw = ImageDraw.Draw(image)
+        for _ in range(4):
+            x, y = rng.randrange(600), rng.randrange(440)
+            size = rng.randrange(20, 200)
+            colour = tuple(rng.randrange(256) for _ in range(3))
+            draw.ellipse((x, y, x + size, y + size), fill=colour)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=85)
+        out.append(buffer.getvalue())
+    return out
+
+
+def model_settings(folder: Path) -> dict[str, str]:
+    if os.environ.get("PRISM_IMAGE_MODEL"):
+        return {"PRISM_IMAGE_MODEL": os.environ["PRISM_IMAGE_MODEL"], "PRISM_IMAGE_PRETRAINED": os.environ.get("PRISM_IMAGE_PRETRAINED", "")}
+    from encoders.torchvision_fix import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
+    import open_clip
+    import torch
+
+    checkpoint = folder / "vit-b-32-random.pt"
+    torch.save(open_clip.create_model("ViT-B-32").state_dict(), checkpoint)
+    return {"PRISM_IMAGE_MODEL": "ViT-B-32", "PRISM_IMAGE_PRETRAINED": str(checkpoint)}
+
+
+def bare_speed(settings: dict[str, str], data: list[bytes]) -> dict:
+    from encoders.clip import ClipConfig, create_clip_encoder
+    from encoders.images import decode_image
+
+    encoder = create_clip_encoder(ClipConfig(model=settings["PRISM_IMAGE_MODEL"], pretrained=settings["PRISM_IMAGE_PRETRAINED"] or None))
+    pictures = [decode_image(item).image for item in data]
+    encoder.embed_images(pictures[:8])  # warm-up
+    started = time.perf_counter()
+    encoder.embed_images(pictures)
+    seconds = time.perf_counter() - started
+    return {"wall_s": seconds, "images_per_s": len(data) / seconds, "model": encoder.info.name}
+
+
+def batcher_counts(client) -> tuple[float, float]:
+    values = {}
+    for line in client.get("/metrics").text.splitlines():
+        for name in ("prism_batcher_batches_total", "prism_batcher_items_total"):
+            if line.startswith(name + '{batcher="image-encoder"}'):
+                values[name] = float(line.split()[-1])
+    return values.get("prism_batcher_batches_total", 0.0), values.get("prism_batcher_items_total", 0.0)
+
+
+def server_speed(settings: dict[str, str], data: list[bytes], clients: int) -> dict:
+    env = {**settings, "PRISM_WHISPER_MODEL": "", "PRISM_WHISPER_FALLBACK_MODEL": ""}
+    with running_server(env) as client:
+        client.post("/v1/images", data={"collection": "warmup"}, files=[("files", ("w.jpg", photos(1, seed=99)[0]))]).raise_for_status()
+
+        started = time.perf_counter()
+        for start in range(0, len(data), REQUEST_IMAGES):
+            files = [("files", (f"{start + i}.jpg", item)) for i, item in enumerate(data[start : start + REQUEST_IMAGES])]
+            client.post("/v1/images", data={"collection": "batched"}, files=files).raise_for_status()
+        batched_s = time.perf_counter() - started
+
+        batches_before, items_before = batcher_counts(client)
+
+        def post_one(index: int) -> None:
+            client.post("/v1/images", data={"collection": "concurrent"}, files=[("files", (f"{index}.jpg", data[index]))]).raise_for_status()
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(post_one, range(len(data))))
+        concurrent_s = time.perf_counter() - started
+        batches_after, items_after = batcher_counts(client)
+    batches = batches_after - batches_before
+    return {
+        "batched": {"wall_s": batched_s, "images_per_s": len(data) / batched_s},
+        "concurrent": {
+            "wall_s": concurrent_s,
+            "images_per_s": len(data) / concurrent_s,
+            "clients": clients,
+            "items_per_batch": (items_after - items_before) / batches if batches else float("nan"),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+    data = photos(args.images)
+    with tempfile.TemporaryDirectory(prefix="prism-bench-clip-") as folder:
+        settings = model_settings(Path(folder))
+        bare = bare_speed(settings, data)
+        server = server_speed(settings, data, args.clients)
+    rows = [
+        ("bare encoder (batches of 32)", bare["images_per_s"], 1.0, ""),
+        (f"server, {REQUEST_IMAGES} per request", server["batched"]["images_per_s"], server["batched"]["images_per_s"] / bare["images_per_s"], ""),
+        (
+            f"server, 1 per request, {args.clients} clients",
+            server["concurrent"]["images_per_s"],
+            server["concurrent"]["images_per_s"] / bare["images_per_s"],
+            f"{server['concurrent']['items_per_batch']:.1f} pictures per CLIP batch",
+        ),
+    ]
+    lines = [
+        f"Image ingest, {args.images} pictures of 640x480, model {bare['model']} ({settings['PRISM_IMAGE_PRETRAINED'] or 'pretrained tag'})",
+        "",
+        "| path | images/s | ratio to bare | note |",
+        "|---|---:|---:|---|",
+        *[f"| {name} | {speed:.1f} | {ratio:.2f} | {note} |" for name, speed, ratio, note in rows],
+    ]
+    markdown = "\n".join(lines) + "\n"
+    print(markdown)
+    out = write_results("images", {"images": args.images, "bare": bare, **server}, markdown)
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
