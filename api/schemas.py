@@ -93,9 +93,19 @@ class QueryIn(Strict):
 Modality = Literal["text", "image", "audio"]
 
 
+class FusionIn(Strict):
+    method: Literal["rrf", "weighted"] = Field("rrf", description="rrf: reciprocal rank fusion (sum of weight / (k + rank)); weighted: sum of weight * cosine.")
+    k: int = Field(60, ge=1, description="The RRF constant.")
+    weights: dict[str, float] = Field(default_factory=dict, description='Per-route weights, e.g. {"text->caption": 0.5}; a route not named weighs 1.')
+
+
 class SearchIn(Strict):
     query: QueryIn
     modalities: list[Modality] | None = Field(None, description="Which kinds of items to return; default all.")
+    fusion: FusionIn = Field(default_factory=FusionIn, description="How the lists of several routes are merged.")
+    per_modality_limit: int | None = Field(None, ge=1, description="At most this many results of one modality.")
+    rerank: bool = Field(False, description="Rerank the best fused candidates on their text with the configured reranker.")
+    rerank_top_n: int = Field(50, ge=1, le=1000, description="How many fused candidates the reranker reads.")
     language: str | None = Field(None, description="Language of an audio query (e.g. en); default: detected.")
     collection: str = "default"
     top_k: int = Field(10, ge=1, le=1000)
@@ -166,18 +176,32 @@ class RouteScoreOut(BaseModel):
 
 
 class ResultOut(ItemOut):
-    score: float = Field(description="Cosine similarity when one route found results; the reciprocal-rank-fusion score when several did.")
-    routes: dict[str, RouteScoreOut] = Field(description="Provenance: each route that found the item, with its rank and score there.")
+    score: float = Field(
+        description="The fused score: cosine similarity when only the text encoder's routes (or one CLIP route) found "
+        "results, else the fusion score (see `fusion`)."
+    )
+    routes: dict[str, RouteScoreOut] = Field(description="Provenance: each route that found the item, with its rank and cosine score there.")
+    rerank_score: float | None = Field(None, description="The reranker's relevance (0 to 1 for Qwen3-Reranker), when the item was reranked.")
 
     @classmethod
     def of_hit(cls, hit: Hit) -> "ResultOut":
         routes = {name: RouteScoreOut(rank=route.rank, score=route.score) for name, route in hit.routes.items()}
-        return cls(**ItemOut.of(hit.item).model_dump(), score=hit.score, routes=routes)
+        return cls(**ItemOut.of(hit.item).model_dump(), score=hit.score, routes=routes, rerank_score=hit.rerank_score)
 
 
 class RoutesOut(BaseModel):
-    ran: list[str] = Field(description="Routes searched: text (text encoder over documents, transcripts and captions), clip-text (CLIP text tower over pictures), clip-image (CLIP image tower over pictures).")
+    ran: list[str] = Field(
+        description="Routes searched, as query->target: text->text, text->audio (text encoder), text->image (CLIP text tower), "
+        "text->caption (text encoder over captions), image->image, image->text, image->audio (CLIP image tower); "
+        "a spoken query's routes start with audio->."
+    )
     skipped: dict[str, str] = Field(description="Routes the query would have used but could not, and why.")
+
+
+class RerankOut(BaseModel):
+    applied: bool
+    model: str | None = Field(None, description="The reranker that reordered the results.")
+    skipped: str | None = Field(None, description="Why reranking was asked for and did not run.")
 
 
 class TranscriptOut(BaseModel):
@@ -188,8 +212,12 @@ class TranscriptOut(BaseModel):
 class SearchOut(BaseModel):
     results: list[ResultOut]
     routes: RoutesOut
+    rerank: RerankOut
     transcript: TranscriptOut | None = Field(None, description="For an audio query: the transcript that was searched for.")
-    timings_ms: dict[str, float] = Field(description="Milliseconds per stage: transcribe (audio queries), embed.<route>, search.<route>, fusion, total.")
+    timings_ms: dict[str, float] = Field(
+        description="Milliseconds per stage: transcribe (audio queries), encode.<encoder> (text, clip-text, clip-image), "
+        "search.<route>, fusion, rerank, total."
+    )
 
 
 # Audio and jobs
@@ -225,6 +253,11 @@ class CollectionOut(BaseModel):
         return cls(name=info.name, items=info.items, created_at=info.created_at)
 
 
+class ItemsOut(BaseModel):
+    items: list[ItemOut] = Field(description="Newest first.")
+    total: int = Field(description="Items in the collection.")
+
+
 class CollectionsOut(BaseModel):
     collections: list[CollectionOut]
 
@@ -257,11 +290,18 @@ class ImageModelOut(BaseModel):
     error: str | None = Field(None, description="Why images are unavailable, if they are: which weights are missing and how to provide them.")
 
 
+class RerankModelOut(BaseModel):
+    available: bool
+    name: str | None = None
+    backend: str | None = Field(None, description="qwen3 (in-process), qwen3-http (an SGLang server) or cross-encoder.")
+    error: str | None = Field(None, description="Why reranking is unavailable, if it is.")
+
+
 class InfoOut(BaseModel):
     version: str
     ready: bool
     error: str | None = Field(None, description="Why the server is not ready, if it is not.")
-    models: dict[str, ModelOut | ImageModelOut | AudioModelOut] = Field(description="Models per modality: text, image, audio.")
+    models: dict[str, ModelOut | ImageModelOut | AudioModelOut | RerankModelOut] = Field(description="Models per modality (text, image, audio) and the reranker (rerank).")
     store: dict[str, str] = Field(description="kind (milvus-lite or milvus) and uri.")
 
 

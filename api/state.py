@@ -14,7 +14,8 @@ from typing import Callable, TypeVar
 from api.settings import Settings
 from encoders import EncoderUnavailable, create_text_encoder
 from encoders.clip import ClipEncoder, create_clip_encoder
-from encoders.whisper import create_transcriber
+from encoders.rerank import Reranker, create_reranker
+from encoders.whisper import Transcriber, create_transcriber
 from retrieval import Library, MilvusStore, StoreUnavailable
 from retrieval.blobs import BlobStore
 
@@ -32,8 +33,9 @@ class ServiceNotReady(Exception):
 def open_library(settings: Settings) -> Library:
     """Build the Library from settings: the one wiring used by the server and the CLI."""
     encoder = create_text_encoder(settings.text_encoder_config())  # logs a WARNING if it fell back
-    transcriber, audio_error = load_optional("audio is", lambda: create_transcriber(settings.whisper_config()))
+    transcriber, audio_error = open_transcriber(settings)
     clip, image_error = open_clip_encoder(settings)
+    reranker, rerank_error = open_reranker(settings)
     token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
     store = MilvusStore(settings.store_uri, token=token)
     stores = [store]
@@ -53,6 +55,8 @@ def open_library(settings: Settings) -> Library:
             clip=clip,
             image_config=settings.image_config(),
             image_error=image_error,
+            reranker=reranker,
+            rerank_error=rerank_error,
         )
     except BaseException:
         for opened in stores:
@@ -70,10 +74,22 @@ def load_optional(modality: str, load: Callable[[], T]) -> tuple[T | None, str |
         return None, f"{type(error).__name__}: {error}"
 
 
+def open_transcriber(settings: Settings) -> tuple[Transcriber | None, str | None]:
+    if not settings.whisper_model:
+        return None, "audio is disabled (PRISM_WHISPER_MODEL is empty)"
+    return load_optional("audio is", lambda: create_transcriber(settings.whisper_config()))
+
+
 def open_clip_encoder(settings: Settings) -> tuple[ClipEncoder | None, str | None]:
     if not settings.image_model:
         return None, "images are disabled (PRISM_IMAGE_MODEL is empty)"
     return load_optional("images are", lambda: create_clip_encoder(settings.clip_config()))
+
+
+def open_reranker(settings: Settings) -> tuple[Reranker | None, str | None]:
+    if settings.rerank_backend == "none":
+        return None, "reranking is off (PRISM_RERANK_BACKEND=none)"
+    return load_optional("reranking is", lambda: create_reranker(settings.reranker_config()))
 
 
 class AppState:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 from typing import Any, Sequence
 
@@ -219,6 +219,35 @@ class ImageLibrary:
 
     def close(self) -> None:
         self.batcher.close()
+
+
+class ClipTextMirror:
+    """CLIP text-tower vectors of text chunks and transcript windows, kept in the image space under
+    the items' own ids, so that a picture can find text (image->text) and recordings (image->audio).
+    CLIP reads at most its context (77 tokens for most models): longer items are judged by their start."""
+
+    MODALITIES = ("text", "audio")
+
+    def __init__(self, images: ImageLibrary) -> None:
+        self.images = images
+
+    def embed(self, items: Sequence[Item]) -> list[Item]:
+        copies = [replace(item, vector=None) for item in items if item.modality in self.MODALITIES]
+        if not copies:
+            return []
+        known = self.images.store.vectors_by_hash([item.content_hash for item in copies])
+        missing = {item.content_hash: item.text for item in copies if item.content_hash not in known}
+        if missing:
+            vectors = self.images.encoder.embed_texts(list(missing.values()))
+            known.update({content: vector.tolist() for content, vector in zip(missing, vectors)})
+        for item in copies:
+            item.vector = list(known[item.content_hash])
+        return copies
+
+    def write(self, collection: str, items: Sequence[Item], doc_ids: Sequence[str]) -> None:
+        store = self.images.store
+        store.upsert(items)
+        store.delete_documents(collection, doc_ids, keep_ids=[item.id for item in items])
 
 
 def _caption_item(image: Item) -> Item:

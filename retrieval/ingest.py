@@ -11,7 +11,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -76,6 +76,15 @@ def check_document_fields(index: int, doc_id: str, document: Document) -> None:
     check_metadata(document.metadata, f"documents[{index}].metadata")
 
 
+class Mirror(Protocol):
+    """Another vector space that keeps its own vectors of the text items (CLIP's text tower: so a
+    picture can find text). It embeds before anything is written, and writes after the text space."""
+
+    def embed(self, items: Sequence[Item]) -> list[Item]: ...
+
+    def write(self, collection: str, items: Sequence[Item], doc_ids: Sequence[str]) -> None: ...
+
+
 class Ingestor:
     def __init__(
         self,
@@ -90,6 +99,7 @@ class Ingestor:
         # A chunk longer than the model reads would be silently truncated by the model: clamp.
         self.max_tokens = min(chunking.max_tokens, encoder.info.max_tokens)
         self.overlap = min(chunking.overlap, self.max_tokens // 2)
+        self.mirrors: list[Mirror] = []  # added by the Library when images are enabled
 
     def ingest(self, collection: str, documents: Sequence[Document]) -> IngestResult:
         check_collection_name(collection)
@@ -113,8 +123,11 @@ class Ingestor:
         documents. Shared by every modality whose items are embedded as text (chunks, transcripts)."""
         with timer.stage("embed"):
             embedded, reused = self.attach_vectors(items)
+            mirrored = [(mirror, mirror.embed(items)) for mirror in self.mirrors]
         with timer.stage("store"):
             doc_ids = self.write(collection, items)
+            for mirror, copies in mirrored:
+                mirror.write(collection, copies, doc_ids)
         return IngestResult(ids=doc_ids, chunks=len(items), embedded=embedded, reused=reused, timings_ms=timer.finish())
 
     def write(self, collection: str, items: list[Item], doc_ids: Sequence[str] = ()) -> list[str]:

@@ -16,13 +16,14 @@ import numpy as np
 
 from encoders import EncoderInfo, TextEncoder, truncate_dimensions
 from encoders.clip import ClipEncoder, ClipInfo
+from encoders.rerank import Reranker
 from encoders.whisper import Transcriber, TranscriberInfo
 from retrieval.audio import AudioConfig, AudioLibrary
 from retrieval.blobs import BlobInfo, BlobStore
 from retrieval.cache import EmbeddingCache
 from retrieval.errors import InvalidInput, ModalityUnavailable, NotFound
 from retrieval.extract import extract_text
-from retrieval.images import ImageConfig, ImageLibrary, ImageUpload, thumbnail_key
+from retrieval.images import ClipTextMirror, ImageConfig, ImageLibrary, ImageUpload, thumbnail_key
 from retrieval.ingest import ChunkingConfig, Ingestor, check_collection_name
 from retrieval.jobs import JobManager
 from retrieval.search import Query, Searcher
@@ -51,6 +52,8 @@ class Library:
         clip: ClipEncoder | None = None,
         image_config: ImageConfig = ImageConfig(),
         image_error: str | None = None,
+        reranker: Reranker | None = None,
+        rerank_error: str | None = None,
     ) -> None:
         # Refuses to start on an index built by another model: mixing vector spaces corrupts search.
         store.ensure_space(encoder.info.dimension, encoder.info.name)
@@ -69,8 +72,19 @@ class Library:
         self.images = None
         if clip is not None and image_store is not None:
             self.images = ImageLibrary(clip, image_store, self.ingestor, blobs, image_config, cache)
+            self.ingestor.mirrors.append(ClipTextMirror(self.images))  # so pictures can find text
         self.image_error = image_error or ("the image store is not open" if image_store is None else None)
-        self.searcher = Searcher(encoder, store, cache, self.images, self.image_error or "no image model is loaded")
+        self.reranker = reranker
+        self.rerank_error = rerank_error if reranker is None else None
+        self.searcher = Searcher(
+            encoder,
+            store,
+            cache,
+            self.images,
+            self.image_error or "no image model is loaded",
+            reranker,
+            self.rerank_error or "no reranker is configured",
+        )
 
     def require_audio(self) -> AudioLibrary:
         if self.audio is None:
@@ -140,12 +154,14 @@ class Library:
     def delete_document(self, collection: str, doc_id: str) -> int:
         """Delete a document, recording or picture by its document id; returns the items removed."""
         self._require_collection(collection)
-        deleted = self.store.delete_document(collection, doc_id)
+        found = self.image_store.get(doc_id) if self.image_store is not None else None
+        picture = found is not None and found.modality == "image" and found.collection == collection
+        deleted = self.store.delete_document(collection, doc_id)  # chunks, windows, or a caption
         if self.image_store is not None:
-            pictures = self.image_store.delete_document(collection, doc_id)
-            if pictures:
-                deleted = pictures  # its caption row was part of the same item
-                self._delete_image_blobs([doc_id])
+            self.image_store.delete_document(collection, doc_id)  # a picture, or CLIP copies of chunks
+        if picture:
+            deleted = 1  # a picture is one item, whether it had a caption row or not
+            self._delete_image_blobs([doc_id])
         if not deleted:
             raise NotFound(f"document {doc_id!r} does not exist in collection {collection!r}")
         self.blobs.delete(doc_id)  # a recording's original, if it was one
@@ -172,10 +188,32 @@ class Library:
         infos = self.store.list_collections()
         if self.image_store is None:
             return infos
-        pictures = {info.name: info.items for info in self.image_store.list_collections()}
-        # A captioned picture has a row in each space: count it once.
-        captions = {info.name: len(self.store.document_ids(info.name, "image")) for info in infos if pictures.get(info.name)}
-        return [replace(info, items=info.items - captions.get(info.name, 0) + pictures.get(info.name, 0)) for info in infos]
+        # Each item once: a captioned picture has a row in each space, and text chunks and transcript
+        # windows have CLIP copies in the image space.
+        return [
+            replace(info, items=self.store.count(info.name, ("text", "audio")) + self.image_store.count(info.name, ("image",)))
+            for info in infos
+        ]
+
+    def list_items(self, collection: str, limit: int = 50, offset: int = 0) -> tuple[list[Item], int]:
+        """A page of a collection's items, newest first, and how many there are in all."""
+        self._require_collection(collection)
+        if not 1 <= limit <= 1000 or offset < 0:
+            raise InvalidInput("limit must be between 1 and 1000 and offset not negative")
+        # Pictures from the image space; chunks and windows from the text space (where captions also
+        # are, as rows of the pictures they describe).
+        spaces = [(self.store, ("text", "audio"))] + ([(self.image_store, ("image",))] if self.image_store else [])
+        keys = sorted(
+            ((created_at, item_id, store) for store, modalities in spaces for created_at, item_id in store.newest(collection, modalities, offset + limit)),
+            key=lambda key: (-key[0], key[1]),
+        )[offset : offset + limit]
+        items: list[Item] = []
+        for store, _ in spaces:
+            wanted = [item_id for _, item_id, owner in keys if owner is store]
+            items += store.get_many(wanted)
+        order = {item_id: index for index, (_, item_id, _) in enumerate(keys)}
+        total = sum(store.count(collection, modalities) for store, modalities in spaces)
+        return sorted(items, key=lambda item: order[item.id]), total
 
     def drop_collection(self, name: str) -> int:
         self._require_collection(name)
@@ -207,5 +245,8 @@ class Library:
         self.jobs.close()
         if self.images is not None:
             self.images.close()
+        close_reranker = getattr(self.reranker, "close", None)  # an HTTP client's connections
+        if close_reranker is not None:
+            close_reranker()
         for store in self._stores():
             store.close()

@@ -59,6 +59,7 @@ MAX_TOP_K = 16384  # Milvus' limit for a search's limit
 # minutes, and is not a sign of an unreachable server.
 LOAD_TIMEOUT_SECONDS = 600.0
 IN_LIST_BATCH = 500  # values per `field in [...]` expression
+MAX_LISTED = 16384  # Milvus' limit for a query's limit: the most items a listing can order
 
 # Reads see every write this process made (pymilvus remembers the timestamp of its last write
 # to each collection) without waiting for the server's newest timestamp, as "Strong" does:
@@ -374,6 +375,12 @@ class MilvusStore:
             self._meta_delete(f"collection:{name}")
         return deleted
 
+    def count(self, collection: str, modalities: Sequence[str]) -> int:
+        """Items of these modalities in a collection."""
+        if not self._space_exists():
+            return 0
+        return self._count(f"{_collection_is(collection)} and {string_in('modality', list(modalities))}")
+
     def _count(self, filter_expr: str) -> int:
         rows = self._query(self._space_collection, filter_expr, ["count(*)"])
         return int(rows[0]["count(*)"])
@@ -409,6 +416,27 @@ class MilvusStore:
             self._space_collection, f"id == {string_literal(item_id)}", ITEM_FIELDS, limit=1
         )
         return item_from_row(rows[0]) if rows else None
+
+    def newest(self, collection: str, modalities: Sequence[str], limit: int) -> list[tuple[int, str]]:
+        """(created_at, id) of the `limit` newest items of these modalities in a collection, newest
+        first. Milvus queries have no ORDER BY: the keys of at most MAX_LISTED items are read and
+        sorted here, which is cheap (two scalar fields) and exact for collections up to that size."""
+        if not self._space_exists():
+            return []
+        expression = f"{_collection_is(collection)} and {string_in('modality', list(modalities))}"
+        rows = self._query(self._space_collection, expression, ["id", "created_at"], limit=MAX_LISTED)
+        keys = sorted(((int(row["created_at"]), row["id"]) for row in rows), key=lambda key: (-key[0], key[1]))
+        return keys[:limit]
+
+    def get_many(self, ids: Sequence[str]) -> list[Item]:
+        """Items by id (without vectors), in the order of `ids`; missing ids are left out."""
+        if not ids or not self._space_exists():
+            return []
+        found: dict[str, Item] = {}
+        for batch in _chunks(list(dict.fromkeys(ids)), IN_LIST_BATCH):
+            for row in self._query(self._space_collection, string_in("id", batch), ITEM_FIELDS):
+                found[row["id"]] = item_from_row(row)
+        return [found[item_id] for item_id in ids if item_id in found]
 
     def existing_ids(self, ids: Sequence[str]) -> list[str]:
         """Which of `ids` are stored."""

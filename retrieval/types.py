@@ -64,6 +64,7 @@ class Hit:
     item: Item
     score: float  # cosine similarity; the fused score when several routes found results
     routes: dict[str, RouteScore] = field(default_factory=dict)  # provenance: route name -> its rank and score
+    rerank_score: float | None = None  # the reranker's relevance, when the hit was reranked
 
 
 @dataclass(frozen=True)
@@ -88,3 +89,5 @@ class SearchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     routes: list[str] = field(default_factory=list)  # the routes that ran
     skipped: dict[str, str] = field(default_factory=dict)  # routes that could not run -> why
+    rerank: str | None = None  # the reranker that reordered the results, if any
+    rerank_skipped: str | None = None  # why reranking was asked for and did not run

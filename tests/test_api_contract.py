@@ -72,7 +72,7 @@ def test_metrics_expose_request_and_stage_histograms(client, collection):
     client.post("/v1/search", json={"query": {"text": "metrics"}, "collection": collection})
     text = client.get("/metrics").text
     assert 'prism_request_seconds_bucket{le="0.1",method="POST",route="/v1/search"}' in text
-    assert 'prism_stage_seconds_count{operation="search",stage="embed.text"}' in text
+    assert 'prism_stage_seconds_count{operation="search",stage="encode.text"}' in text
     assert 'prism_stage_seconds_count{operation="ingest",stage="store"}' in text
     assert 'prism_requests_total{method="POST",route="/v1/search",status="200"}' in text
 

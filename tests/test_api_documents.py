@@ -49,11 +49,11 @@ def test_search_finds_documents_by_meaning(client, collection):
     assert top["source"] == "pets.txt"
     scores = [r["score"] for r in result["results"]]
     assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
-    assert set(result["timings_ms"]) >= {"embed.text", "search.text", "fusion", "total"}
-    assert result["timings_ms"]["total"] >= result["timings_ms"]["search.text"]
-    assert result["routes"]["ran"] == ["text"]  # the session server has no image model
-    assert "clip-text" in result["routes"]["skipped"]
-    assert top["routes"] == {"text": {"rank": 1, "score": top["score"]}}
+    assert set(result["timings_ms"]) >= {"encode.text", "search.text->text", "fusion", "total"}
+    assert result["timings_ms"]["total"] >= result["timings_ms"]["search.text->text"]
+    assert result["routes"]["ran"] == ["text->text", "text->caption", "text->audio"]  # no image model here
+    assert "text->image" in result["routes"]["skipped"]
+    assert top["routes"] == {"text->text": {"rank": 1, "score": top["score"]}}
 
     assert search(client, collection, "freight vessels at sea", top_k=1)["results"][0]["doc_id"] == "ships"
 

@@ -98,9 +98,9 @@ def test_text_finds_the_described_picture(server, collection):
         result = search(server, collection, {"text": caption(color, shape)}, modalities=["image"], top_k=3)
         top = result["results"][0]
         assert top["modality"] == "image"
-        assert set(top["routes"]) == {"clip-text"}  # no captions stored: only CLIP's text tower found it
+        assert set(top["routes"]) == {"text->image"}  # no captions stored: only CLIP's text tower found it
         correct += top["source"] == f"{color}-{shape}.png"
-    assert result["routes"]["ran"] == ["text", "clip-text"]
+    assert result["routes"]["ran"] == ["text->image", "text->caption"]
     # The tiny model was trained for seconds: 12/12 is typical, 10/12 allowed (as in test_clip.py).
     assert correct >= 10, f"{correct}/12 descriptions found their picture first"
 
@@ -121,8 +121,8 @@ def test_near_duplicates_find_their_original_first(server, collection):
             result = search(server, collection, {"image": b64(data)}, top_k=3)
             top = result["results"][0]
             assert top["id"] == ids[f"{color}-{shape}.png"], f"{how} {color} {shape} found {top['source']}"
-            assert top["routes"] == {"clip-image": {"rank": 1, "score": top["score"]}}
-            assert result["routes"] == {"ran": ["clip-image"], "skipped": {}}
+            assert top["routes"] == {"image->image": {"rank": 1, "score": top["score"]}}
+            assert result["routes"] == {"ran": ["image->image", "image->text", "image->audio"], "skipped": {}}
 
 
 def test_an_uploaded_query_picture_is_told_from_audio(server, collection):
@@ -141,9 +141,9 @@ def test_captions_are_searchable_as_text(server, collection):
     result = search(server, collection, {"text": "a cat living in a lighthouse"}, modalities=["image"])
     top = result["results"][0]
     assert top["id"] == ids[0] and top["caption"] == "The lighthouse keeper's cat"
-    assert top["routes"]["text"]["rank"] == 1  # found by its caption through the text encoder
+    assert top["routes"]["text->caption"]["rank"] == 1  # found by its caption through the text encoder
     # Only the captioned picture has a row in the text space.
-    assert all("text" not in r["routes"] for r in result["results"] if r["id"] == ids[1])
+    assert all("text->caption" not in r["routes"] for r in result["results"] if r["id"] == ids[1])
     # Captions belong to pictures: a search for text items does not return them.
     assert search(server, collection, {"text": "lighthouse cat"}, modalities=["text"])["results"] == []
 
@@ -311,7 +311,7 @@ def test_uploading_a_picture_again_replaces_its_caption(server, collection):
     assert collection_items(server, collection) == 1
     assert server.get(f"/v1/items/{again['ids'][0]}").json()["caption"] == ""
     # The old caption's row in the text space is gone too.
-    assert search(server, collection, {"text": "an old caption"}, modalities=["image"])["results"][0]["routes"].keys() == {"clip-text"}
+    assert search(server, collection, {"text": "an old caption"}, modalities=["image"])["results"][0]["routes"].keys() == {"text->image"}
 
 
 # ------------------------------------------------------------------ batching

@@ -55,7 +55,11 @@ def test_embedding_server_going_down_is_503_and_stores_nothing(tmp_path):
             hits = client.post("/v1/search", json={"query": {"text": "a cup of tea"}, "collection": "c"}).json()["results"]
             assert hits[0]["doc_id"] == "tea"
 
+            assert client.get("/readyz").json()["checks"]["text_encoder"] == "openai default loaded"
             upstream.close()  # the embeddings server goes away
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["error"]["code"] == "encoder_unavailable"
+            assert upstream_url in ready.json()["error"]["message"]
             response = client.post("/v1/documents", json={"collection": "c", "documents": [{"id": "new", "text": "Never stored."}]})
             assert response.status_code == 503
             error = response.json()["error"]

@@ -195,6 +195,11 @@ def test_api_is_wired_to_the_other_services(services: dict[str, Any]):
 
     base_url = urlparse(env["PRISM_OPENAI_BASE_URL"])
     assert (base_url.hostname, str(base_url.port), base_url.path) == ("embedder", option(embedder_command, "--port"), "/v1")
+    reranker_command = services["reranker"]["command"]
+    rerank_url = urlparse(env["PRISM_RERANK_URL"])
+    assert (rerank_url.hostname, str(rerank_url.port), rerank_url.path) == ("reranker", option(reranker_command, "--port"), "/v1")
+    assert env["PRISM_RERANK_MODEL"] == option(reranker_command, "--model-path")
+    assert api["depends_on"]["reranker"]["condition"] == "service_healthy"
     milvus = urlparse(env["PRISM_MILVUS_URI"])
     assert (milvus.hostname, milvus.port) == ("milvus", 19530)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from api.settings import Settings
-from api.state import open_clip_encoder
+from api.state import open_clip_encoder, open_transcriber
 from encoders import TextEncoderConfig, create_text_encoder
 from encoders.clip import ClipConfig, create_clip_encoder
 from retrieval import Library, MilvusStore, StoreMismatch
@@ -36,6 +36,7 @@ def test_settings_load_the_tiny_clip_the_ways_a_user_would(tiny_clip_dir, how):
 
 def test_empty_image_model_disables_images_and_missing_weights_say_why(tmp_path):
     assert open_clip_encoder(Settings(image_model="")) == (None, "images are disabled (PRISM_IMAGE_MODEL is empty)")
+    assert open_transcriber(Settings(whisper_model="")) == (None, "audio is disabled (PRISM_WHISPER_MODEL is empty)")
     encoder, error = open_clip_encoder(Settings(image_model=f"local-dir:{tmp_path}"))
     assert encoder is None and "ModelNotFound" in error and "open_clip_config.json" in error
 
@@ -76,3 +77,21 @@ def test_an_image_space_built_by_another_clip_is_refused(library, tiny_clip_dir)
     other = create_clip_encoder(ClipConfig(model=TINY_CLIP_NAME, pretrained=str(tiny_clip_dir / CHECKPOINT_FILE)))
     with pytest.raises(StoreMismatch, match="image index"):
         ImageLibrary(other, library.image_store, Ingestor(library.encoder, library.store, EmbeddingCache(0)), library.blobs)
+
+
+def test_text_chunks_get_clip_copies_that_follow_their_document(library):
+    """image->text searches CLIP text-tower copies of chunks in the image space: they are replaced,
+    trimmed and deleted with their document, and never counted as items of their own."""
+    from retrieval import Document
+
+    long_text = " ".join(f"Sentence number {i} is about trains and stations." for i in range(400))
+    first = library.ingest_documents("c", [Document(text=long_text, id="doc")])
+    assert first.chunks > 1
+    assert library.image_store.count("c", ("text",)) == first.chunks
+    library.ingest_documents("c", [Document(text="Now it is short.", id="doc")])
+    assert library.image_store.count("c", ("text",)) == 1  # the longer version's copies are gone
+    images = library.require_images()
+    images.ingest("c", [picture("red", "circle", "a red ball")(images)])
+    assert [info.items for info in library.collections()] == [2]  # one chunk and one picture
+    assert library.delete_document("c", "doc") == 1
+    assert library.image_store.count("c", ("text",)) == 0

@@ -19,8 +19,23 @@ import json
 from pathlib import Path
 
 import torch
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import (
+
+from encoders.torchvision_fix import ensure_torchvision_importable
+
+ensure_torchvision_importable()  # before transformers, also outside pytest (see encoders/local.py)
+
+from tokenizers import (  # noqa: E402
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+from transformers import (  # noqa: E402
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
@@ -29,7 +44,7 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
-from tests.tiny_models import PAD_TOKEN, QWEN_PRETOKENIZE_REGEX
+from tests.tiny_models import PAD_TOKEN, QWEN_PRETOKENIZE_REGEX  # noqa: E402
 
 # Special tokens as in Qwen3's tokenizer: <think> and </think> are added tokens (single ids) but not "special",
 # so decoding keeps them.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api.ranges import file_response
 from api.routes.deps import get_library
-from api.schemas import CollectionOut, CollectionsOut, DeletedOut, ItemOut
+from api.schemas import CollectionOut, CollectionsOut, DeletedOut, ItemOut, ItemsOut
 from retrieval import Library
 
 router = APIRouter(prefix="/v1")
@@ -43,6 +45,18 @@ def delete_item(item_id: str, library: Library = Depends(get_library)) -> Delete
 @router.get("/collections", response_model=CollectionsOut, tags=["collections"], summary="List collections")
 def list_collections(library: Library = Depends(get_library)) -> CollectionsOut:
     return CollectionsOut(collections=[CollectionOut.of(info) for info in library.collections()])
+
+
+@router.get("/collections/{name}/items", response_model=ItemsOut, tags=["collections"], summary="List a collection's items")
+def list_items(
+    name: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    library: Library = Depends(get_library),
+) -> ItemsOut:
+    """Chunks, pictures and transcript windows, newest first, a page at a time."""
+    items, total = library.list_items(name, limit, offset)
+    return ItemsOut(items=[ItemOut.of(item) for item in items], total=total)
 
 
 @router.delete("/collections/{name}", response_model=DeletedOut, tags=["collections"], summary="Delete a collection and its items")

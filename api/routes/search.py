@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from api.metrics import observe_stages
 from api.routes.deps import decode_base64, get_library
-from api.schemas import ResultOut, RoutesOut, SearchIn, SearchOut, TranscriptOut
+from api.schemas import RerankOut, ResultOut, RoutesOut, SearchIn, SearchOut, TranscriptOut
 from encoders.images import looks_like_image
 from retrieval import InvalidInput, Library, Query
+from retrieval.fusion import FusionConfig
 from retrieval.timing import StageTimer
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -36,6 +37,9 @@ def search(body: SearchIn, library: Library = Depends(get_library)) -> SearchOut
         filters=body.filters,
         min_score=body.min_score,
         modalities=tuple(body.modalities or ()),
+        fusion=FusionConfig(method=body.fusion.method, k=body.fusion.k, weights=body.fusion.weights, per_modality_limit=body.per_modality_limit),
+        rerank=body.rerank,
+        rerank_top_n=body.rerank_top_n,
     )
     audio = decode_base64(body.query.audio, "query.audio") if body.query.audio is not None else None
     return run_search(library, query, audio, "query.audio", body.language)
@@ -50,6 +54,9 @@ def search_upload(
     filters: Annotated[str, Form(description="Filters as a JSON object.")] = "{}",
     modalities: Annotated[str, Form(description="Comma-separated, e.g. text,audio; empty means all.")] = "",
     language: Annotated[str | None, Form(description="Language of an audio clip; default: detected.")] = None,
+    per_modality_limit: Annotated[int | None, Form(ge=1)] = None,
+    rerank: Annotated[bool, Form()] = False,
+    rerank_top_n: Annotated[int, Form(ge=1, le=1000)] = 50,
     library: Library = Depends(get_library),
 ) -> SearchOut:
     """The same search as POST /v1/search with `query.image` or `query.audio`, for clients that upload
@@ -69,6 +76,9 @@ def search_upload(
         filters=parsed_filters,
         min_score=min_score,
         modalities=chosen,
+        fusion=FusionConfig(per_modality_limit=per_modality_limit),
+        rerank=rerank,
+        rerank_top_n=rerank_top_n,
     )
     return run_search(library, query, None if picture else data, name, language)
 
@@ -80,7 +90,7 @@ def run_search(library: Library, query: Query, audio: bytes | None, audio_name: 
     if audio is not None:
         with timer.stage("transcribe"):
             transcript = library.require_audio().transcribe_query(audio_name, audio, language)
-        query = replace(query, text=transcript.text)
+        query = replace(query, text=transcript.text, spoken=True)
     result = library.search(query)
     timings = {**timer.ms, **result.timings_ms}
     timings["total"] = round(timings["total"] + timer.ms.get("transcribe", 0.0), 3)
@@ -89,6 +99,7 @@ def run_search(library: Library, query: Query, audio: bytes | None, audio_name: 
     return SearchOut(
         results=[ResultOut.of_hit(hit) for hit in result.hits],
         routes=RoutesOut(ran=result.routes, skipped=result.skipped),
+        rerank=RerankOut(applied=result.rerank is not None, model=result.rerank, skipped=result.rerank_skipped),
         transcript=TranscriptOut(text=transcript.text, language=transcript.language) if transcript else None,
         timings_ms=timings,
     )

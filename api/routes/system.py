@@ -8,7 +8,8 @@ from fastapi.responses import JSONResponse, Response
 from api.auth import require_api_key
 from api.errors import error_response
 from api.metrics import metrics_response
-from api.schemas import AudioModelOut, ImageModelOut, InfoOut, ModelOut
+from api.schemas import AudioModelOut, ImageModelOut, InfoOut, ModelOut, RerankModelOut
+from encoders import EncoderError
 from retrieval import StoreUnavailable
 
 router = APIRouter(tags=["system"])
@@ -25,11 +26,15 @@ def readyz(request: Request) -> JSONResponse:
     state = request.app.state.prism
     if state.library is None:
         return error_response(503, "not_ready", state.error or "models are still loading")
+    library = state.library
     try:
-        state.library.store.ping()  # a load balancer should stop sending traffic when Milvus is gone
+        library.store.ping()  # a load balancer should stop sending traffic when Milvus is gone
     except StoreUnavailable as error:
         return error_response(503, "store_unavailable", str(error))
-    library = state.library
+    try:
+        ping_server(library.encoder)  # ... or when the embeddings server is
+    except EncoderError as error:
+        return error_response(503, "encoder_unavailable", str(error))
     text = library.text_model
     # Images and audio are optional: reported here, but their absence does not make the server unready.
     image = library.image_model
@@ -39,8 +44,29 @@ def readyz(request: Request) -> JSONResponse:
         "store": f"{library.store.kind} ok",
         "image_encoder": f"{image.name} loaded" if image else f"unavailable: {library.image_error}",
         "audio_transcriber": f"{audio.backend} {audio.name} loaded" if audio else f"unavailable: {library.audio_error}",
+        "reranker": reranker_check(library),
     }
     return JSONResponse({"status": "ready", "checks": checks})
+
+
+def ping_server(model: object) -> None:
+    """Models served by another process (SGLang) have a ping; in-process ones are there if loaded."""
+    ping = getattr(model, "ping", None)
+    if ping is not None:
+        ping()
+
+
+def reranker_check(library) -> str:
+    """Reranking is optional: a rerank server that is down is reported, and the server stays ready
+    (searches say the rerank was skipped, and why)."""
+    reranker = library.reranker
+    if reranker is None:
+        return f"unavailable: {library.rerank_error}"
+    try:
+        ping_server(reranker)
+    except EncoderError as error:
+        return f"unreachable: {error}"
+    return f"{reranker.info.backend} {reranker.info.name} ok"
 
 
 @router.get("/v1/info", response_model=InfoOut, dependencies=[Depends(require_api_key)], summary="Models and store in use")
@@ -66,6 +92,13 @@ def info(request: Request) -> InfoOut:
             pretrained=image.pretrained if image else None,
             dimension=image.dimension if image else None,
             error=library.image_error,
+        )
+        reranker = library.reranker
+        models["rerank"] = RerankModelOut(
+            available=reranker is not None,
+            name=reranker.info.name if reranker else None,
+            backend=reranker.info.backend if reranker else None,
+            error=library.rerank_error,
         )
         audio = library.audio_model
         models["audio"] = AudioModelOut(

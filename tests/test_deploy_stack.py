@@ -1,0 +1,92 @@
+"""The production shape without containers: Prism on an OpenAI-compatible embeddings server (a second
+Prism serving /v1/embeddings, as SGLang would), a rerank server speaking SGLang's /v1/rerank, and a real
+Milvus server, all on loopback, configured only through the settings docker-compose.yml sets."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import httpx
+from pymilvus import MilvusClient
+
+from api.app import create_app
+from encoders.rerank import RerankerConfig, create_reranker
+from tests.conftest import minilm_settings
+from tests.rerank_server import serve_rerank
+from tests.servers import prism_server, serve_app
+from tests.tiny_rerankers import build_tiny_qwen3_reranker
+
+DOCUMENTS = [
+    {"id": "tea", "text": "Green tea is brewed from unoxidised leaves."},
+    {"id": "rails", "text": "Trains run on steel rails between cities."},
+    {"id": "owls", "text": "Owls hunt small animals at night."},
+]
+
+
+def test_the_api_on_sglang_shaped_servers_and_a_milvus_server(tmp_path, milvus_server_uri):
+    admin = MilvusClient(uri=milvus_server_uri)
+    admin.create_database("prism_stack")
+    admin.close()
+    milvus_uri = f"{milvus_server_uri}/prism_stack"
+    reranker = create_reranker(RerankerConfig(backend="qwen3", model=str(build_tiny_qwen3_reranker(tmp_path / "reranker"))))
+    embedder_app = create_app(minilm_settings(tmp_path / "embedder", image_model="", whisper_model="", rerank_backend="none"))
+    with ExitStack() as stack:
+        embedder_url = stack.enter_context(serve_app(embedder_app))
+        assert embedder_app.state.prism.wait_loaded(300)
+        rerank_server = stack.enter_context(serve_rerank(reranker))
+
+        def api_settings(**overrides):
+            return minilm_settings(
+                tmp_path / "api",
+                text_backend="openai",
+                text_model="default",
+                openai_base_url=f"{embedder_url}/v1",
+                milvus_uri=milvus_uri,
+                rerank_url=rerank_server.url,
+                rerank_model="Qwen/Qwen3-Reranker-4B",
+                image_model="",
+                whisper_model="",
+                **overrides,
+            )
+
+        with prism_server(api_settings()) as url, httpx.Client(base_url=url, timeout=120) as client:
+            ready = client.get("/readyz").json()
+            assert ready["checks"]["text_encoder"] == "openai default loaded"
+            assert ready["checks"]["store"] == "milvus ok"
+            assert ready["checks"]["reranker"] == "qwen3-http Qwen/Qwen3-Reranker-4B ok"
+            assert ready["checks"]["image_encoder"].startswith("unavailable: images are disabled")
+            info = client.get("/v1/info").json()
+            assert info["models"]["text"]["dimension"] == 384  # learnt from the embeddings server
+            assert info["store"] == {"kind": "milvus", "uri": milvus_uri}
+
+            assert client.post("/v1/documents", json={"collection": "c", "documents": DOCUMENTS}).status_code == 200
+            result = client.post("/v1/search", json={"query": {"text": "a cup of green tea"}, "collection": "c", "rerank": True}).json()
+            assert result["rerank"] == {"applied": True, "model": "Qwen/Qwen3-Reranker-4B", "skipped": None}
+            assert len(rerank_server.requests) == 1 and len(rerank_server.requests[0]["documents"]) == 3
+
+        # The same store with the embeddings server asked for 128 dimensions: a clear error at start,
+        # reported by /readyz, and the stored vectors untouched.
+        with prism_server(api_settings(text_dimensions=128), wait_ready=False) as url:
+            response = _wait_for_start_failure(url)
+            assert response.status_code == 503
+            message = response.json()["error"]["message"]
+            assert "StoreMismatch" in message and "(384-d)" in message and "(128-d)" in message
+    client = MilvusClient(uri=milvus_uri)
+    try:
+        assert client.query("prism_text", filter='collection == "c"', output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"] == 3
+    finally:
+        client.close()
+
+
+def _wait_for_start_failure(url: str) -> httpx.Response:
+    from tests.servers import poll
+
+    responses: list[httpx.Response] = []
+
+    def failed() -> bool:
+        response = httpx.get(f"{url}/readyz")
+        responses.append(response)
+        return "StoreMismatch" in response.text
+
+    poll(failed, 120, "the start to fail with StoreMismatch")
+    return responses[-1]
