@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="Show the effective configuration and the models in use.")
     info.set_defaults(run=run_info)
+
+    from api.eval import add_arguments as add_eval_arguments
+
+    evaluate = commands.add_parser("eval", help="Measure retrieval quality on a BEIR-format dataset, spoken queries (--spoken) or captioned pictures (--images).")
+    add_eval_arguments(evaluate)
+    evaluate.set_defaults(run=run_eval)
     return parser
 
 
@@ -195,6 +201,15 @@ def run_info(args: argparse.Namespace) -> int:
         info = request_json(client, "GET", "/v1/info")
     print(json.dumps({"configuration": Settings().public_view(), "server": info}, indent=2, ensure_ascii=False))
     return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from api.eval import EvalError, evaluate
+
+    try:
+        return evaluate(args, connect)
+    except EvalError as error:
+        raise CliError(str(error)) from None
 
 
 @contextmanager
