@@ -34,6 +34,7 @@ import httpx
 import numpy as np
 
 from api.settings import Settings
+from retrieval.timing import StageTimer
 from retrieval.metrics import hit_at_k, mean, mrr_at_k, ndcg_at_k, recall_at_k, word_error_rate
 
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
@@ -296,17 +297,8 @@ def unique(values: Any) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-class Timer:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 3)
+def seconds(timer: StageTimer) -> dict[str, float]:
+    return {stage: round(ms / 1000, 3) for stage, ms in timer.ms.items()}
 
 
 # Text
@@ -342,7 +334,7 @@ class TextEval:
         self.dataset = dataset
         self.args = args
         self.depth = max(100, args.top_k)  # documents ranked per query
-        self.timer = Timer()
+        self.timer = StageTimer()
         self.warnings = list(dataset.warnings)
         self.chunks_per_document = 1.0
         self.rerank_skipped: str | None = None
@@ -414,7 +406,7 @@ class TextEval:
             spoken_scores = score_rankings(spoken_report.pop("rankings"), qrels)
             report.update(typed=pipeline_scores, spoken=spoken_scores, spoken_vs_typed=ratios(spoken_scores, pipeline_scores), **spoken_report)
         report["warnings"] = self.warnings
-        report["timings_s"] = self.timer.seconds
+        report["timings_s"] = seconds(self.timer)
         return report
 
     def ingest(self, collection: str, documents: dict[str, str]) -> int:
@@ -576,7 +568,7 @@ class ImageEval:
         self.client = client
         self.dataset = dataset
         self.args = args
-        self.timer = Timer()
+        self.timer = StageTimer()
 
     def run(self) -> dict[str, Any]:
         dataset, limit = self.dataset, self.args.limit
@@ -622,7 +614,7 @@ class ImageEval:
             "text_to_image": {f"recall@{k}": round(mean(hits[k] for hits in text_to_image), 4) for k in IMAGE_KS},
             "image_to_text": {f"recall@{k}": round(mean(hits[k] for hits in image_to_text), 4) for k in IMAGE_KS},
             "warnings": dataset.warnings,
-            "timings_s": self.timer.seconds,
+            "timings_s": seconds(self.timer),
         }
 
     def ingest_images(self, collection: str, images: list[str]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM, Qwen3Model
+from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
 
 PAD_TOKEN = "<|endoftext|>"  # Qwen3 pads with, and appends, <|endoftext|>
 SPECIAL_TOKENS = [PAD_TOKEN, "<|im_start|>", "<|im_end|>"]
@@ -117,7 +117,7 @@ def _tiny_config(tokenizer: PreTrainedTokenizerFast, **overrides) -> Qwen3Config
     return Qwen3Config(**settings)
 
 
-def _save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, directory: str | Path) -> Path:
+def save_tiny_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, directory: str | Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
@@ -136,14 +136,4 @@ def build_tiny_qwen3_embedding(directory: str | Path, seed: int = 0) -> Path:
     tokenizer = build_tiny_tokenizer()
     torch.manual_seed(seed)
     model = Qwen3Model(_tiny_config(tokenizer)).eval()
-    return _save(model, tokenizer, directory)
-
-
-def build_tiny_qwen3_causal_lm(directory: str | Path, seed: int = 0) -> Path:
-    """Save a tiny Qwen3ForCausalLM (for reranker tests: "yes" and "no" are single tokens)."""
-    tokenizer = build_tiny_tokenizer()
-    vocab = tokenizer.get_vocab()
-    assert "yes" in vocab and "no" in vocab, "the training sentences no longer make 'yes'/'no' whole tokens"
-    torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(_tiny_config(tokenizer, tie_word_embeddings=True)).eval()
-    return _save(model, tokenizer, directory)
+    return save_tiny_model(model, tokenizer, directory)

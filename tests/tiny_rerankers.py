@@ -15,7 +15,6 @@ computations. Each builds in well under a second.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -44,7 +43,7 @@ from transformers import (  # noqa: E402
     Qwen3ForCausalLM,
 )
 
-from tests.tiny_models import PAD_TOKEN, QWEN_PRETOKENIZE_REGEX  # noqa: E402
+from tests.tiny_models import PAD_TOKEN, QWEN_PRETOKENIZE_REGEX, save_tiny_model  # noqa: E402
 
 # Special tokens as in Qwen3's tokenizer: <think> and </think> are added tokens (single ids) but not "special",
 # so decoding keeps them.
@@ -133,16 +132,7 @@ def build_tiny_qwen3_reranker(directory: str | Path, seed: int = 0, initializer_
     )
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(config).eval()
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    # Real Qwen3 checkpoints name Qwen2Tokenizer; loading through it keeps the test on their code path.
-    config_path = directory / "tokenizer_config.json"
-    tokenizer_config = json.loads(config_path.read_text())
-    tokenizer_config["tokenizer_class"] = "Qwen2Tokenizer"
-    config_path.write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False))
-    return directory
+    return save_tiny_model(model, tokenizer, directory)
 
 
 def build_tiny_cross_encoder(directory: str | Path, seed: int = 0) -> Path:
