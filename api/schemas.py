@@ -216,7 +216,7 @@ class SearchOut(BaseModel):
     transcript: TranscriptOut | None = Field(None, description="For an audio query: the transcript that was searched for.")
     timings_ms: dict[str, float] = Field(
         description="Milliseconds per stage: transcribe (audio queries), encode.<encoder> (text, clip-text, clip-image), "
-        "search.<route>, fusion, rerank, total."
+        "search.<route> (search.text-space: one search serving several text-encoder routes), fusion, rerank, total."
     )
 
 

@@ -65,7 +65,7 @@ def bare_speed(backend: str, model: str, data: bytes) -> dict:
 
 
 def server_speed(backend: str, model: str, data: bytes, audio_s: float) -> dict:
-    env = {"PRISM_WHISPER_BACKEND": backend, "PRISM_WHISPER_MODEL": model, "PRISM_AUDIO_JOB_THRESHOLD_S": "100000"}
+    env = {"PRISM_WHISPER_BACKEND": backend, "PRISM_WHISPER_MODEL": model, "PRISM_AUDIO_JOB_THRESHOLD_S": "100000", "PRISM_IMAGE_MODEL": "", "PRISM_RERANK_BACKEND": "none"}
     with running_server(env) as client:
         warm = client.post("/v1/audio", data={"collection": "warmup"}, files={"files": ("warm.wav", spoken_recording(1))})
         warm.raise_for_status()

@@ -1,10 +1,13 @@
-"""Shared pieces of the benchmarks: a synthetic corpus, a real server in a subprocess, percentiles."""
+"""Shared pieces of the benchmarks: a synthetic corpus, a real server (and a Milvus server) in a subprocess,
+synthetic vectors stored directly, test pictures and a random-weight CLIP, memory, percentiles."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -55,16 +58,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# A server with the text model only: no Whisper, no CLIP, no reranker (each would load at start).
+TEXT_ONLY = {"PRISM_WHISPER_MODEL": "", "PRISM_WHISPER_FALLBACK_MODEL": "", "PRISM_IMAGE_MODEL": "", "PRISM_RERANK_BACKEND": "none"}
+
+
+class ServerClient(httpx.Client):
+    """An httpx client for a running `prism serve`, knowing the server's process id (for its memory)."""
+
+    pid: int = 0
+
+
 @contextmanager
-def running_server(extra_env: dict[str, str] | None = None) -> Iterator[httpx.Client]:
-    """`prism serve` in a subprocess on a fresh data directory; yields a client once it is ready."""
+def running_server(extra_env: dict[str, str] | None = None, data_dir: str | Path | None = None) -> Iterator[ServerClient]:
+    """`prism serve` in a subprocess; yields a client once it is ready. `data_dir`: serve this data
+    directory (e.g. one filled beforehand) instead of a fresh temporary one; `extra_env` may also point
+    it at a Milvus server with PRISM_MILVUS_URI."""
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="prism-bench-") as data_dir:
-        env = {**model_env(), "PRISM_DATA_DIR": data_dir, "PRISM_PORT": str(port), **(extra_env or {})}
+    with tempfile.TemporaryDirectory(prefix="prism-bench-") as fresh_dir:
+        env = {**model_env(), "PRISM_DATA_DIR": str(data_dir or fresh_dir), "PRISM_PORT": str(port), **(extra_env or {})}
         server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], cwd=ROOT, env=env)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
+        client = ServerClient(base_url=f"http://127.0.0.1:{port}", timeout=600)
+        client.pid = server.pid
         try:
-            deadline = time.monotonic() + 300
+            deadline = time.monotonic() + 900  # loading a large Lite collection takes minutes
             while True:
                 try:
                     if client.get("/readyz").status_code == 200:
@@ -78,7 +94,183 @@ def running_server(extra_env: dict[str, str] | None = None) -> Iterator[httpx.Cl
         finally:
             client.close()
             server.terminate()
-            server.wait(timeout=60)
+            server.wait(timeout=120)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, in MiB (VmRSS from /proc)."""
+    total_kb = 0
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pids.extend(int(child) for child in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total_kb / 1024
+
+
+# ------------------------------------------------------------------ a Milvus server
+
+
+@contextmanager
+def milvus_server() -> Iterator[str]:
+    """A standalone Milvus server (.venv-milvus, started by tests/milvus_server.py) on a free port in
+    a temporary directory; yields its URI and stops it (with its whole process group) afterwards."""
+    python = ROOT / ".venv-milvus" / "bin" / "python"
+    if not python.exists():
+        raise RuntimeError(f"no {python}: `make bootstrap` creates .venv-milvus with the PyPI package milvus==2.3.5")
+    from pymilvus import MilvusClient
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="prism-bench-milvus-") as base_dir:
+        with open(Path(base_dir) / "launcher.log", "wb") as log:
+            process = subprocess.Popen(
+                [str(python), str(ROOT / "tests" / "milvus_server.py"), str(Path(base_dir) / "server"), str(port), "--exit-with-parent"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
+            )  # fmt: skip
+        uri = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    MilvusClient(uri=uri, timeout=2, dedicated=True).list_collections(timeout=2)
+                    break
+                except Exception:  # noqa: BLE001 - not up yet
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"the Milvus server did not start; see {base_dir}/launcher.log") from None
+                    time.sleep(0.5)
+            yield uri
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            except ProcessLookupError:
+                pass
+
+
+# ------------------------------------------------------------------ synthetic vectors
+
+
+def text_model() -> tuple[str, int]:
+    """The name and dimension of the text model the server will use (so the filled store matches it)."""
+    from api.settings import Settings
+    from encoders import create_text_encoder
+
+    os.environ.update(model_env())
+    info = create_text_encoder(Settings().text_encoder_config()).info
+    return info.name, info.dimension
+
+
+def fill_text_space(uri: str, collection: str, start: int, stop: int, model: tuple[str, int], batch: int = 5000) -> dict:
+    """Store items start..stop-1 of a collection directly with MilvusStore: random unit vectors and
+    short texts, in the text space the server will search. On a Milvus server it then waits until the
+    new rows are flushed and indexed, so that searches see an index. Returns the rows, the seconds the
+    upserts took (`insert_s`, with Lite's flushes) and the seconds until indexed (`ready_s`)."""
+    import numpy as np
+
+    from retrieval.store import MilvusStore
+    from retrieval.types import Item
+
+    name, dimension = model
+    rng = np.random.default_rng(start)
+    now = int(time.time() * 1000)
+    started = time.perf_counter()
+    with MilvusStore(uri) as store:
+        store.ensure_space(dimension, name)
+        store.create_collection(collection)
+        for first in range(start, stop, batch):
+            count = min(batch, stop - first)
+            vectors = rng.standard_normal((count, dimension), dtype=np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            items = [
+                Item(
+                    id=f"syn-{index}", collection=collection, modality="text", doc_id=f"syn-{index}",
+                    text=f"synthetic item {index} about the {WORDS[index % len(WORDS)]}", content_hash=f"syn-{index}",
+                    created_at=now, vector=vector,
+                )  # fmt: skip
+                for index, vector in zip(range(first, first + count), vectors)
+            ]
+            store.upsert(items)
+    insert_s = time.perf_counter() - started
+    if store.kind == "milvus":
+        wait_until_indexed(uri)
+    return {"rows": stop - start, "insert_s": insert_s, "ready_s": time.perf_counter() - started}
+
+
+def wait_until_indexed(uri: str, collection: str = "prism_text", timeout: float = 3600) -> None:
+    """Flush a Milvus server collection and wait until its index covers every row."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri, dedicated=True)
+    try:
+        client.flush(collection, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            index = client.describe_index(collection, "vector")
+            if int(index.get("pending_index_rows", 0)) == 0 and int(index.get("indexed_rows", 0)) >= int(index.get("total_rows", 0)):
+                return
+            time.sleep(1)
+        raise RuntimeError(f"the index of {collection} was not built within {timeout} s")
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------ images
+
+
+def clip_settings(folder: Path) -> dict[str, str]:
+    """PRISM_IMAGE_MODEL / PRISM_IMAGE_PRETRAINED from the environment, else ViT-B-32 with random
+    weights saved to a checkpoint in `folder` (no pretrained CLIP exists offline; the values of the
+    weights do not change the cost of a forward pass)."""
+    if os.environ.get("PRISM_IMAGE_MODEL"):
+        return {"PRISM_IMAGE_MODEL": os.environ["PRISM_IMAGE_MODEL"], "PRISM_IMAGE_PRETRAINED": os.environ.get("PRISM_IMAGE_PRETRAINED", "")}
+    from encoders.torchvision_fix import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
+    import open_clip
+    import torch
+
+    checkpoint = folder / "vit-b-32-random.pt"
+    torch.save(open_clip.create_model("ViT-B-32").state_dict(), checkpoint)
+    return {"PRISM_IMAGE_MODEL": "ViT-B-32", "PRISM_IMAGE_PRETRAINED": str(checkpoint)}
+
+
+def photos(count: int, seed: int = 0) -> list[bytes]:
+    """Distinct 640x480 JPEGs (the size of a web photo): a noisy background with a few coloured discs."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        image = Image.effect_noise((640, 480), rng.uniform(20, 80)).convert("RGB")
+        draw = ImageDraw.Draw(image)
+        for _ in range(4):
+            x, y = rng.randrange(600), rng.randrange(440)
+            size = rng.randrange(20, 200)
+            colour = tuple(rng.randrange(256) for _ in range(3))
+            draw.ellipse((x, y, x + size, y + size), fill=colour)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=85)
+        out.append(buffer.getvalue())
+    return out
+
+
+def batcher_counts(client: httpx.Client, batcher: str = "image-encoder") -> tuple[float, float]:
+    """(batches, items) a micro-batcher has run so far, from /metrics."""
+    values = {}
+    for line in client.get("/metrics").text.splitlines():
+        for name in ("prism_batcher_batches_total", "prism_batcher_items_total"):
+            if line.startswith(name + f'{{batcher="{batcher}"}}'):
+                values[name] = float(line.split()[-1])
+    return values.get("prism_batcher_batches_total", 0.0), values.get("prism_batcher_items_total", 0.0)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -16,51 +16,14 @@ The server figures include HTTP, decoding, thumbnails, CLIP, Milvus Lite writes 
 from __future__ import annotations
 
 import argparse
-import io
-import os
-import random
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PIL import Image, ImageDraw
-
-from common import running_server, write_results
+from common import batcher_counts, clip_settings, photos, running_server, write_results
 
 REQUEST_IMAGES = 16
-
-
-def photos(count: int, seed: int = 0) -> list[bytes]:
-    """Distinct 640x480 JPEGs: a noisy background with a few coloured shapes."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        image = Image.effect_noise((640, 480), rng.uniform(20, 80)).convert("RGB")
-        draw = ImageDraw.Draw(image)
-        for _ in range(4):
-            x, y = rng.randrange(600), rng.randrange(440)
-            size = rng.randrange(20, 200)
-            colour = tuple(rng.randrange(256) for _ in range(3))
-            draw.ellipse((x, y, x + size, y + size), fill=colour)
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=85)
-        out.append(buffer.getvalue())
-    return out
-
-
-def model_settings(folder: Path) -> dict[str, str]:
-    if os.environ.get("PRISM_IMAGE_MODEL"):
-        return {"PRISM_IMAGE_MODEL": os.environ["PRISM_IMAGE_MODEL"], "PRISM_IMAGE_PRETRAINED": os.environ.get("PRISM_IMAGE_PRETRAINED", "")}
-    from encoders.torchvision_fix import ensure_torchvision_importable
-
-    ensure_torchvision_importable()
-    import open_clip
-    import torch
-
-    checkpoint = folder / "vit-b-32-random.pt"
-    torch.save(open_clip.create_model("ViT-B-32").state_dict(), checkpoint)
-    return {"PRISM_IMAGE_MODEL": "ViT-B-32", "PRISM_IMAGE_PRETRAINED": str(checkpoint)}
 
 
 def bare_speed(settings: dict[str, str], data: list[bytes]) -> dict:
@@ -76,19 +39,10 @@ def bare_speed(settings: dict[str, str], data: list[bytes]) -> dict:
     return {"wall_s": seconds, "images_per_s": len(data) / seconds, "model": encoder.info.name}
 
 
-def batcher_counts(client) -> tuple[float, float]:
-    values = {}
-    for line in client.get("/metrics").text.splitlines():
-        for name in ("prism_batcher_batches_total", "prism_batcher_items_total"):
-            if line.startswith(name + '{batcher="image-encoder"}'):
-                values[name] = float(line.split()[-1])
-    return values.get("prism_batcher_batches_total", 0.0), values.get("prism_batcher_items_total", 0.0)
-
-
 def server_speed(settings: dict[str, str], data: list[bytes], others: list[bytes], clients: int) -> dict:
     """`others`: as many different pictures for the concurrent run, since the server does not encode a
     picture it has stored before (it reuses the vector of the same bytes)."""
-    env = {**settings, "PRISM_WHISPER_MODEL": "", "PRISM_WHISPER_FALLBACK_MODEL": ""}
+    env = {**settings, "PRISM_WHISPER_MODEL": "", "PRISM_WHISPER_FALLBACK_MODEL": "", "PRISM_RERANK_BACKEND": "none"}
     with running_server(env) as client:
         client.post("/v1/images", data={"collection": "warmup"}, files=[("files", ("w.jpg", photos(1, seed=99)[0]))]).raise_for_status()
 
@@ -127,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     data = photos(args.images)
     with tempfile.TemporaryDirectory(prefix="prism-bench-clip-") as folder:
-        settings = model_settings(Path(folder))
+        settings = clip_settings(Path(folder))
         bare = bare_speed(settings, data)
         server = server_speed(settings, data, photos(args.images, seed=1), args.clients)
     rows = [

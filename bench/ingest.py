@@ -3,7 +3,9 @@
     .venv/bin/python bench/ingest.py [--docs 2000] [--batch 32]
 
 Both sides embed the same chunk texts in the same run; the ratio says what HTTP, chunking, hashing
-and Milvus writes cost on top of the model.
+and Milvus writes cost on top of the model. The server loads the text model only (no Whisper, CLIP or
+reranker): the figure is the text path alone (with CLIP loaded, ingest also makes CLIP text-tower
+copies of every chunk).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import os
 import time
 
-from common import model_env, running_server, synthetic_documents, write_results
+from common import TEXT_ONLY, model_env, running_server, synthetic_documents, write_results
 
 
 def bare_encoder_throughput(documents: list[dict]) -> dict:
@@ -34,7 +36,7 @@ def bare_encoder_throughput(documents: list[dict]) -> dict:
 
 
 def server_throughput(documents: list[dict], batch: int) -> dict:
-    with running_server() as client:
+    with running_server(TEXT_ONLY) as client:
         client.post("/v1/documents", json={"collection": "warmup", "documents": [{"text": "warm up the model"}]}).raise_for_status()
         chunks = 0
         started = time.perf_counter()

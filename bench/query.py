@@ -11,7 +11,7 @@ import argparse
 import random
 import time
 
-from common import WORDS, percentile, running_server, synthetic_documents, write_results
+from common import TEXT_ONLY, WORDS, percentile, running_server, synthetic_documents, write_results
 
 STAGES = ("encode", "search", "total", "wall")
 
@@ -20,7 +20,7 @@ def measure(size: int, queries: int) -> dict:
     documents = synthetic_documents(size, sentences=1, seed=size)  # one sentence: one chunk per document
     rng = random.Random(1)
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
-    with running_server() as client:
+    with running_server(TEXT_ONLY) as client:
         for start in range(0, size, 256):
             client.post("/v1/documents", json={"collection": "bench", "documents": documents[start : start + 256]}).raise_for_status()
         chunks = next(c["items"] for c in client.get("/v1/collections").json()["collections"] if c["name"] == "bench")

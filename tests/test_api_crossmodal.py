@@ -88,7 +88,7 @@ def test_a_text_query_returns_every_modality_with_provenance(server):
     scores = [r["score"] for r in result["results"]]
     assert scores == sorted(scores, reverse=True)
     timings = result["timings_ms"]
-    assert {"encode.text", "encode.clip-text", "search.text->text", "search.text->image", "fusion", "total"} <= set(timings)
+    assert {"encode.text", "encode.clip-text", "search.text-space", "search.text->image", "fusion", "total"} <= set(timings)
 
 
 def test_text_routes_compare_by_cosine_and_fuse_with_clip_by_rank(server):
@@ -140,6 +140,8 @@ def test_filters_min_score_and_per_modality_limit_hold_across_modalities(server)
     limited = search(server, query={"text": "the morning train"}, per_modality_limit=1)
     modalities = [r["modality"] for r in limited["results"]]
     assert sorted(modalities) == ["audio", "image", "text"]
+    # Each modality filled its own list: the text encoder's routes searched apart.
+    assert {"search.text->text", "search.text->audio", "search.text->caption"} <= set(limited["timings_ms"])
 
 
 def test_rerank_reorders_by_the_reranker_and_false_leaves_fusion_alone(server, reranker_dir):
@@ -182,7 +184,7 @@ def test_rerank_of_only_the_top_n(server):
 def test_stage_histograms_in_metrics(server):
     search(server, query={"text": "bread"}, rerank=True)
     metrics = server.get("/metrics").text
-    for stage in ("encode.text", "search.text->text", "fusion", "rerank"):
+    for stage in ("encode.text", "search.text-space", "fusion", "rerank"):
         assert f'prism_stage_seconds_count{{operation="search",stage="{stage}"}}' in metrics, stage
 
 
