@@ -8,13 +8,20 @@ PIP_FLAGS := --disable-pip-version-check -q -c .ci/constraints.txt
 
 bootstrap: system-packages $(VENV)/.installed $(MILVUS_VENV)/.installed
 
-# espeak-ng speaks the sentences the audio tests transcribe. Installed with apt when we are root
-# on Debian; otherwise say what is missing rather than fail later in the middle of the tests.
+# Debian packages the tests use: espeak-ng speaks the sentences the audio tests transcribe;
+# chromium and chromium-driver run the web UI's browser tests (tests/test_ui.py). The missing ones
+# are installed with apt (one call) when we are root on Debian; otherwise say what is missing
+# rather than fail later in the middle of the tests.
 system-packages:
-	@command -v espeak-ng >/dev/null || { \
+	@missing=""; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng; \
-	  else echo "the tests need espeak-ng: sudo apt-get install espeak-ng" >&2; exit 1; fi; }
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else echo "the tests need these Debian packages:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; \
+	fi
 
 # The application and its test tools. torch is pinned to the CPU build by the constraints file.
 $(VENV)/.installed: pyproject.toml .ci/constraints.txt
@@ -36,7 +43,4 @@ test: bootstrap
 	$(VENV)/bin/python -m pytest
 
 bench: $(VENV)/.installed
-	$(VENV)/bin/python bench/ingest.py
-	$(VENV)/bin/python bench/query.py
-	$(VENV)/bin/python bench/audio.py
-	$(VENV)/bin/python bench/images.py
+	$(VENV)/bin/python bench/run_all.py
