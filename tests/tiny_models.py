@@ -56,12 +56,9 @@ def _training_sentences() -> list[str]:
     return sentences
 
 
-def build_tiny_tokenizer(vocab_size: int = 800) -> PreTrainedTokenizerFast:
-    """A real byte-level BPE tokenizer wired like Qwen3's: NFC, Qwen's regex split, byte-level BPE.
-
-    Like the Qwen3-Embedding tokenizer, its post-processor appends <|endoftext|> to every input, which is
-    the token whose hidden state last-token pooling reads.
-    """
+def train_qwen_style_bpe(sentences: list[str], special_tokens: list[str], vocab_size: int) -> Tokenizer:
+    """A byte-level BPE trained on `sentences`, wired like Qwen3's: NFC, Qwen's regex split, byte-level
+    BPE over every byte (nothing is ever unknown). Callers add the post-processor they need."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -73,11 +70,21 @@ def build_tiny_tokenizer(vocab_size: int = 800) -> PreTrainedTokenizerFast:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte, so nothing is ever unknown
+        special_tokens=special_tokens,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_training_sentences(), trainer=trainer)
+    tokenizer.train_from_iterator(sentences, trainer=trainer)
+    return tokenizer
+
+
+def build_tiny_tokenizer(vocab_size: int = 800) -> PreTrainedTokenizerFast:
+    """A real byte-level BPE tokenizer wired like Qwen3's: NFC, Qwen's regex split, byte-level BPE.
+
+    Like the Qwen3-Embedding tokenizer, its post-processor appends <|endoftext|> to every input, which is
+    the token whose hidden state last-token pooling reads.
+    """
+    tokenizer = train_qwen_style_bpe(_training_sentences(), SPECIAL_TOKENS, vocab_size)
     eos_id = tokenizer.token_to_id(PAD_TOKEN)
     tokenizer.post_processor = processors.Sequence(
         [

@@ -23,17 +23,7 @@ from encoders.torchvision_fix import ensure_torchvision_importable
 
 ensure_torchvision_importable()  # before transformers, also outside pytest (see encoders/local.py)
 
-from tokenizers import (  # noqa: E402
-    AddedToken,
-    Regex,
-    Tokenizer,
-    decoders,
-    models,
-    normalizers,
-    pre_tokenizers,
-    processors,
-    trainers,
-)
+from tokenizers import AddedToken, processors  # noqa: E402
 from transformers import (  # noqa: E402
     AutoTokenizer,
     BertConfig,
@@ -43,7 +33,7 @@ from transformers import (  # noqa: E402
     Qwen3ForCausalLM,
 )
 
-from tests.tiny_models import PAD_TOKEN, QWEN_PRETOKENIZE_REGEX, save_tiny_model  # noqa: E402
+from tests.tiny_models import PAD_TOKEN, save_tiny_model, train_qwen_style_bpe  # noqa: E402
 
 # Special tokens as in Qwen3's tokenizer: <think> and </think> are added tokens (single ids) but not "special",
 # so decoding keeps them.
@@ -77,22 +67,7 @@ def _reranker_training_text() -> list[str]:
 
 
 def build_tiny_qwen3_reranker_tokenizer(vocab_size: int = 700) -> PreTrainedTokenizerFast:
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(QWEN_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=CHAT_SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte: nothing is ever unknown
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(_reranker_training_text(), trainer=trainer)
+    tokenizer = train_qwen_style_bpe(_reranker_training_text(), CHAT_SPECIALS, vocab_size)
     tokenizer.add_tokens([AddedToken(token, special=False, normalized=False) for token in THINK_TOKENS])
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)  # appends nothing, as Qwen3's
     return PreTrainedTokenizerFast(
