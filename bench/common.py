@@ -287,3 +287,36 @@ def write_results(name: str, results: dict, markdown: str) -> Path:
     (out_dir / f"{name}.json").write_text(json.dumps(results, indent=2))
     (out_dir / f"{name}.md").write_text(markdown)
     return out_dir
+
+
+# Query latency stages as the server reports them (encode.* and search.* summed), plus the client's wall time.
+STAGES = ("encode", "search", "fusion", "total", "wall")
+QUANTILES = (50, 95, 99)
+
+
+def query_latency(client, queries: int, seed: int) -> dict:
+    """p50/p95/p99 per stage (and each search's p50) over `queries` distinct text queries to the
+    collection "bench", after 5 warm-up queries."""
+    rng = random.Random(seed)
+    samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    routes: dict[str, list[float]] = {}
+    for index in range(queries + 5):
+        text = f"{rng.choice(WORDS)} and {rng.choice(WORDS)} near a {rng.choice(WORDS)} ({seed}.{index})"  # distinct: no cache hits
+        started = time.perf_counter()
+        response = client.post("/v1/search", json={"query": {"text": text}, "collection": "bench", "top_k": 10})
+        wall = (time.perf_counter() - started) * 1000
+        response.raise_for_status()
+        if index < 5:
+            continue  # warm-up
+        timings = response.json()["timings_ms"]
+        for stage in ("encode", "search"):
+            samples[stage].append(sum(ms for name, ms in timings.items() if name.startswith(stage + ".")))
+        for name, ms in timings.items():
+            if name.startswith("search."):
+                routes.setdefault(name, []).append(ms)
+        samples["fusion"].append(timings.get("fusion", 0.0))
+        samples["total"].append(timings["total"])
+        samples["wall"].append(wall)
+    summary = {stage: {f"p{q}": percentile(values, q) for q in QUANTILES} for stage, values in samples.items()}
+    summary["routes_p50"] = {name: percentile(values, 50) for name, values in routes.items()}
+    return summary

@@ -8,36 +8,20 @@ searches text chunks, captions and transcript windows), `encode` of the encoders
 from __future__ import annotations
 
 import argparse
-import random
-import time
 
-from common import TEXT_ONLY, WORDS, percentile, running_server, synthetic_documents, write_results
+from common import TEXT_ONLY, query_latency, running_server, synthetic_documents, write_results
 
 STAGES = ("encode", "search", "total", "wall")
 
 
 def measure(size: int, queries: int) -> dict:
     documents = synthetic_documents(size, sentences=1, seed=size)  # one sentence: one chunk per document
-    rng = random.Random(1)
-    samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
     with running_server(TEXT_ONLY) as client:
         for start in range(0, size, 256):
             client.post("/v1/documents", json={"collection": "bench", "documents": documents[start : start + 256]}).raise_for_status()
         chunks = next(c["items"] for c in client.get("/v1/collections").json()["collections"] if c["name"] == "bench")
-        for index in range(queries + 5):
-            text = f"{rng.choice(WORDS)} and {rng.choice(WORDS)} near a {rng.choice(WORDS)} ({index})"  # distinct: no cache hits
-            started = time.perf_counter()
-            response = client.post("/v1/search", json={"query": {"text": text}, "collection": "bench", "top_k": 10})
-            wall = (time.perf_counter() - started) * 1000
-            response.raise_for_status()
-            if index < 5:
-                continue  # warm-up
-            timings = response.json()["timings_ms"]
-            for stage in ("encode", "search"):
-                samples[stage].append(sum(ms for name, ms in timings.items() if name.startswith(stage + ".")))
-            samples["total"].append(timings["total"])
-            samples["wall"].append(wall)
-    return {"chunks": chunks, **{stage: {"p50": percentile(v, 50), "p95": percentile(v, 95)} for stage, v in samples.items()}}
+        latency = query_latency(client, queries, seed=1)
+    return {"chunks": chunks, **{stage: latency[stage] for stage in STAGES}}
 
 
 def main() -> None:

@@ -16,43 +16,12 @@ before the queries. If matplotlib is importable, also writes docs/scale-latency.
 from __future__ import annotations
 
 import argparse
-import random
 import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from common import ROOT, TEXT_ONLY, WORDS, fill_text_space, milvus_server, percentile, running_server, text_model, write_results
-
-STAGES = ("encode", "search", "fusion", "total", "wall")
-QUANTILES = (50, 95, 99)
-
-
-def query_latency(client, queries: int, seed: int) -> dict:
-    rng = random.Random(seed)
-    samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
-    routes: dict[str, list[float]] = {}
-    for index in range(queries + 5):
-        text = f"{rng.choice(WORDS)} and {rng.choice(WORDS)} near a {rng.choice(WORDS)} ({seed}.{index})"  # distinct: no cache hits
-        started = time.perf_counter()
-        response = client.post("/v1/search", json={"query": {"text": text}, "collection": "bench", "top_k": 10})
-        wall = (time.perf_counter() - started) * 1000
-        response.raise_for_status()
-        if index < 5:
-            continue  # warm-up
-        timings = response.json()["timings_ms"]
-        for stage in ("encode", "search"):
-            samples[stage].append(sum(ms for name, ms in timings.items() if name.startswith(stage + ".")))
-        for name, ms in timings.items():
-            if name.startswith("search."):
-                routes.setdefault(name, []).append(ms)
-        samples["fusion"].append(timings.get("fusion", 0.0))
-        samples["total"].append(timings["total"])
-        samples["wall"].append(wall)
-    summary = {stage: {f"p{q}": percentile(values, q) for q in QUANTILES} for stage, values in samples.items()}
-    summary["routes_p50"] = {name: percentile(values, 50) for name, values in routes.items()}
-    return summary
-
+from common import QUANTILES, ROOT, STAGES, TEXT_ONLY, fill_text_space, milvus_server, query_latency, running_server, text_model, write_results
 
 def run_store(store: str, sizes: list[int], queries: int, model: tuple[str, int]) -> list[dict]:
     results = []

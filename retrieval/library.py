@@ -164,7 +164,8 @@ class Library:
             self._delete_image_blobs([doc_id])
         if not deleted:
             raise NotFound(f"document {doc_id!r} does not exist in collection {collection!r}")
-        self.blobs.delete(doc_id)  # a recording's original, if it was one
+        if not picture:
+            self.blobs.delete(doc_id)  # a recording's original, if it was one
         return deleted
 
     def content(self, item_id: str) -> tuple[Item, BlobInfo, Path]:

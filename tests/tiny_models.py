@@ -106,7 +106,7 @@ def build_tiny_tokenizer(vocab_size: int = 800) -> PreTrainedTokenizerFast:
     )
 
 
-def _tiny_config(tokenizer: PreTrainedTokenizerFast, **overrides) -> Qwen3Config:
+def tiny_qwen3_config(tokenizer: PreTrainedTokenizerFast, **overrides) -> Qwen3Config:
     settings = dict(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -142,5 +142,5 @@ def build_tiny_qwen3_embedding(directory: str | Path, seed: int = 0) -> Path:
     """Save a tiny Qwen3Model (hidden size 64) and its tokenizer in `directory`; return the directory."""
     tokenizer = build_tiny_tokenizer()
     torch.manual_seed(seed)
-    model = Qwen3Model(_tiny_config(tokenizer)).eval()
+    model = Qwen3Model(tiny_qwen3_config(tokenizer)).eval()
     return save_tiny_model(model, tokenizer, directory)

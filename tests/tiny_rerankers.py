@@ -29,11 +29,10 @@ from transformers import (  # noqa: E402
     BertConfig,
     BertForSequenceClassification,
     PreTrainedTokenizerFast,
-    Qwen3Config,
     Qwen3ForCausalLM,
 )
 
-from tests.tiny_models import PAD_TOKEN, save_tiny_model, train_qwen_style_bpe  # noqa: E402
+from tests.tiny_models import PAD_TOKEN, save_tiny_model, tiny_qwen3_config, train_qwen_style_bpe  # noqa: E402
 
 # Special tokens as in Qwen3's tokenizer: <think> and </think> are added tokens (single ids) but not "special",
 # so decoding keeps them.
@@ -90,21 +89,8 @@ def build_tiny_qwen3_reranker(directory: str | Path, seed: int = 0, initializer_
     vocab = tokenizer.get_vocab()
     for token in ["yes", "no", *THINK_TOKENS]:
         assert token in vocab, f"{token!r} is not a single token of the tiny reranker tokenizer"
-    config = Qwen3Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=32768,
-        initializer_range=initializer_range,
-        tie_word_embeddings=True,  # as in Qwen3-Reranker-0.6B
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-    )
+    # As in Qwen3-Reranker-0.6B, the output layer shares the embeddings' weights.
+    config = tiny_qwen3_config(tokenizer, initializer_range=initializer_range, tie_word_embeddings=True)
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(config).eval()
     return save_tiny_model(model, tokenizer, directory)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 
-from api.routes.deps import get_library
+from api.routes.deps import get_library, parse_json_object
 from api.routes.documents import ingest_response
 from api.schemas import IngestOut, JobAcceptedOut, JobOut
-from retrieval import InvalidInput, Library
+from retrieval import Library
 from retrieval.ingest import check_collection_name
 
 router = APIRouter(prefix="/v1", tags=["audio"])
@@ -36,12 +35,7 @@ def ingest_audio(
     answer is 202 with a job id at once; the items appear when the whole job is done."""
     audio = library.require_audio()
     check_collection_name(collection)
-    try:
-        extra = json.loads(metadata)
-    except json.JSONDecodeError as error:
-        raise InvalidInput(f"metadata is not valid JSON: {error}") from None
-    if not isinstance(extra, dict):
-        raise InvalidInput("metadata must be a JSON object")
+    extra = parse_json_object(metadata, "metadata")
     recordings = [audio.decode(f.filename or "upload", f.file.read(), extra) for f in files]
     if sum(r.duration_s for r in recordings) <= audio.config.job_threshold_s:
         return ingest_response(audio.ingest(collection, recordings, language))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -10,7 +9,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.routes.deps import decode_base64, get_library
+from api.routes.deps import decode_base64, get_library, parse_json_object
 from api.routes.documents import ingest_response
 from api.schemas import ImagesIn, IngestOut, inline_schema
 from retrieval import InvalidInput, Library
@@ -66,7 +65,7 @@ async def _multipart(request: Request) -> tuple[str, list[Upload]]:
     captions = [_text_field(value, "caption") for value in form.getlist("caption")]
     if captions and len(captions) != len(files):
         raise InvalidInput(f"give one caption per file or none: {len(captions)} captions for {len(files)} files")
-    metadata = [_metadata(_text_field(value, "metadata"), index) for index, value in enumerate(form.getlist("metadata"))]
+    metadata = [parse_json_object(_text_field(value, "metadata"), f"metadata[{index}]") for index, value in enumerate(form.getlist("metadata"))]
     if len(metadata) == 1:
         metadata = metadata * len(files)
     if metadata and len(metadata) != len(files):
@@ -94,14 +93,4 @@ async def _json(request: Request) -> tuple[str, list[Upload]]:
 def _text_field(value: str | UploadFile, name: str) -> str:
     if isinstance(value, UploadFile):
         raise InvalidInput(f"`{name}` must be a text field of the form, not a file")
-    return value
-
-
-def _metadata(raw: str, index: int) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise InvalidInput(f"metadata[{index}] is not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise InvalidInput(f"metadata[{index}] must be a JSON object")
     return value
