@@ -42,5 +42,10 @@ serve: $(VENV)/.installed
 test: bootstrap
 	$(VENV)/bin/python -m pytest
 
-bench: $(VENV)/.installed
+# matplotlib, for bench/scale.py's plot; the tests do not need it.
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[dev,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	$(VENV)/bin/python bench/run_all.py

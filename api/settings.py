@@ -97,7 +97,10 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(64, ge=0, description="Tokens shared by neighbouring chunks.")
     embedding_cache_size: int = Field(10_000, ge=0, description="Embeddings kept in memory to skip repeated text.")
 
-    @field_validator("text_fallback_model", "milvus_uri", "whisper_fallback_model", "whisper_language", "image_pretrained", "rerank_url", mode="before")
+    # Runtime
+    cpu_threads: int | None = Field(None, ge=1, description="Threads the in-process models use within one operation (PyTorch's, and faster-whisper's); unset keeps the libraries' defaults. 1 can make single queries much faster on a small machine shared with other processes.")
+
+    @field_validator("text_fallback_model", "milvus_uri", "whisper_fallback_model", "whisper_language", "image_pretrained", "rerank_url", "cpu_threads", mode="before")
     @classmethod
     def empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -154,6 +157,7 @@ class Settings(BaseSettings):
             vad=self.whisper_vad,
             device=self.whisper_device,
             fallback_model=self.whisper_fallback_model,
+            cpu_threads=self.cpu_threads,
         )
 
     def audio_config(self) -> AudioConfig:

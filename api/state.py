@@ -13,6 +13,7 @@ from typing import Callable, TypeVar
 
 from api.settings import Settings
 from encoders import EncoderUnavailable, create_text_encoder
+from encoders.base import set_cpu_threads
 from encoders.clip import ClipEncoder, create_clip_encoder
 from encoders.rerank import Reranker, create_reranker
 from encoders.whisper import Transcriber, create_transcriber
@@ -32,6 +33,7 @@ class ServiceNotReady(Exception):
 
 def open_library(settings: Settings) -> Library:
     """Build the Library from settings: the one wiring used by the server and the CLI."""
+    set_cpu_threads(settings.cpu_threads)
     encoder = create_text_encoder(settings.text_encoder_config())  # logs a WARNING if it fell back
     transcriber, audio_error = open_transcriber(settings)
     clip, image_error = open_clip_encoder(settings)

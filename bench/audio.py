@@ -17,7 +17,6 @@ import time
 import wave
 from pathlib import Path
 
-import numpy as np
 
 from common import running_server, write_results
 

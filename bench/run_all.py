@@ -16,16 +16,14 @@ import subprocess
 import sys
 import time
 
-from common import ROOT
-
-RESULTS = ROOT / "bench" / "results"
+from common import RESULTS, ROOT
 
 # name -> (full arguments, quick arguments)
 SCRIPTS = {
     "ingest": (["--docs", "1000"], ["--docs", "200"]),
     "audio": (["--sentences", "12"], ["--sentences", "4"]),
     "images": (["--images", "256", "--clients", "8"], ["--images", "64", "--clients", "8"]),
-    "query": (["--sizes", "1000,10000", "--queries", "200"], ["--sizes", "1000", "--queries", "50"]),
+    "query": (["--sizes", "1000,10000", "--queries", "200", "--cpu-threads", "default,1"], ["--sizes", "1000", "--queries", "50"]),
     "scale": (["--sizes", "10000,100000", "--stores", "lite,server", "--queries", "300"], ["--sizes", "10000", "--stores", "lite,server", "--queries", "50"]),
     "concurrency": ([], ["--text-queries", "64", "--image-queries", "32"]),
     "memory": (["--items", "100000"], ["--items", "20000"]),

@@ -10,20 +10,29 @@ grow one store: the rows of 10k stay when it grows to 100k. Stages are the serve
 `encode` (encode.*), `search` (search.*, summed: the text encoder's routes text->text, text->caption
 and text->audio share one search, search.text-space), `fusion`, `total`; `wall` is the client's time around the request.
 Milvus Lite searches exactly (FLAT); the server uses HNSW. The server rows are flushed and indexed
-before the queries. If matplotlib is importable, also writes docs/scale-latency.png.
+before the queries; if Milvus is still re-indexing merged segments after --index-timeout seconds, the
+queries run anyway and the results say so (`insert.index.settled`).
+
+Each run writes its own rows to bench/results/scale.json and .md, and also records them in
+bench/results/scale-history.json (a row per store and size, the newest run's row replacing an older one,
+each with the command that measured it), because 1M items is usually measured on its own. The plot,
+docs/scale-latency.png (search and total p50 against items, log-log), is drawn from that history when
+matplotlib is installed (`pip install -e '.[bench]'`); `--plot-only` redraws it without measuring.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from common import QUANTILES, ROOT, STAGES, TEXT_ONLY, fill_text_space, milvus_server, query_latency, running_server, text_model, write_results
+from common import QUANTILES, RESULTS, ROOT, STAGES, TEXT_ONLY, fill_text_space, index_state, milvus_server, query_latency, running_server, text_model, write_results
 
-def run_store(store: str, sizes: list[int], queries: int, model: tuple[str, int]) -> list[dict]:
+def run_store(store: str, sizes: list[int], queries: int, model: tuple[str, int], index_timeout: float) -> list[dict]:
     results = []
     with ExitStack() as stack:
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="prism-bench-scale-")))
@@ -34,15 +43,45 @@ def run_store(store: str, sizes: list[int], queries: int, model: tuple[str, int]
             env = {"PRISM_MILVUS_URI": uri}
         stored = 0
         for size in sizes:
-            fill = fill_text_space(uri, "bench", stored, size, model)
+            fill = fill_text_space(uri, "bench", stored, size, model, index_timeout=index_timeout)
             stored = size
-            print(f"{store}: {size} rows stored ({fill['rows'] / fill['insert_s']:.0f} rows/s)", flush=True)
+            print(f"{store}: {size} rows stored ({fill['rows'] / fill['insert_s']:.0f} rows/s), ready after {fill['ready_s']:.0f} s", flush=True)
+            if fill["index"] and not fill["index"]["settled"]:
+                print(f"{store}: Milvus was still indexing after {index_timeout:.0f} s ({fill['index']}); measuring anyway", flush=True)
             started = time.perf_counter()
             with running_server({**TEXT_ONLY, **env}, data_dir=data_dir) as client:
                 start_s = time.perf_counter() - started
                 latency = query_latency(client, queries, seed=size)
+            if store == "server":  # was Milvus still indexing while the queries ran?
+                fill["index_after_queries"] = server_index_state(uri)
             results.append({"store": store, "items": size, "start_s": start_s, "insert": fill, "insert_rows_per_s": fill["rows"] / fill["insert_s"], **latency})
     return results
+
+
+def server_index_state(uri: str) -> dict[str, int]:
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri, dedicated=True)
+    try:
+        return index_state(client)
+    finally:
+        client.close()
+
+
+HISTORY = RESULTS / "scale-history.json"
+STORE_NAMES = {"lite": "Milvus Lite (exact)", "server": "Milvus server (HNSW)"}
+
+
+def record(results: list[dict], command: str) -> list[dict]:
+    """Add this run's rows to the history (replacing older rows of the same store and size) and return
+    the whole history, ordered by store and size."""
+    history = {(r["store"], r["items"]): r for r in (json.loads(HISTORY.read_text()) if HISTORY.exists() else [])}
+    for r in results:
+        history[(r["store"], r["items"])] = {**r, "command": command, "measured_at": time.strftime("%Y-%m-%d %H:%M")}
+    rows = [history[key] for key in sorted(history)]
+    HISTORY.parent.mkdir(parents=True, exist_ok=True)
+    HISTORY.write_text(json.dumps(rows, indent=2))
+    return rows
 
 
 def plot(results: list[dict]) -> Path | None:
@@ -54,12 +93,14 @@ def plot(results: list[dict]) -> Path | None:
     except ImportError:
         print("matplotlib is not installed: no plot")
         return None
-    figure, axes = plt.subplots(figsize=(6, 4))
-    for store in dict.fromkeys(r["store"] for r in results):
+    # Search is the stage that grows with the collection; total adds encoding the query, which does not.
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for store, color in zip(dict.fromkeys(r["store"] for r in results), ("tab:blue", "tab:orange")):
         rows = [r for r in results if r["store"] == store]
-        for q, style in (("p50", "-o"), ("p95", "--o")):
-            axes.plot([r["items"] for r in rows], [r["total"][q] for r in rows], style, label=f"{store} total {q}")
-    axes.set(xscale="log", yscale="log", xlabel="stored items", ylabel="ms", title="Query latency against collection size")
+        for stage, style in (("search", "-o"), ("total", "--s")):
+            axes.plot([r["items"] for r in rows], [r[stage]["p50"] for r in rows], style, color=color, label=f"{STORE_NAMES[store]}, {stage} p50")
+    axes.set(xscale="log", yscale="log", xlabel="stored items", ylabel="ms per query", title="Query latency against collection size")
+    axes.grid(True, which="both", alpha=0.3)
     axes.legend()
     out = ROOT / "docs" / "scale-latency.png"
     figure.savefig(out, dpi=100, bbox_inches="tight")
@@ -71,11 +112,18 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated item counts")
     parser.add_argument("--stores", default="lite,server", help="lite, server or both")
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--index-timeout", type=float, default=3600, help="seconds to wait for a Milvus server's index to settle before measuring anyway")
+    parser.add_argument("--plot-only", action="store_true", help=f"redraw the plot from {HISTORY.relative_to(ROOT)} and exit")
     args = parser.parse_args()
+    if args.plot_only:
+        if not HISTORY.exists():
+            sys.exit(f"no {HISTORY.relative_to(ROOT)} yet: run scale.py first")
+        print(plot(json.loads(HISTORY.read_text())) or "no plot written")
+        return
     sizes = sorted(int(size) for size in args.sizes.split(","))
     model = text_model()
 
-    results = [r for store in args.stores.split(",") for r in run_store(store, sizes, args.queries, model)]
+    results = [r for store in args.stores.split(",") for r in run_store(store, sizes, args.queries, model, args.index_timeout)]
     lines = [
         f"Query latency in ms, {args.queries} distinct text queries, top_k 10, model {model[0]} ({model[1]}-d), synthetic vectors",
         "",
@@ -87,7 +135,7 @@ def main() -> None:
         lines.append(f"| {r['store']} | {r['items']} | {r['insert_rows_per_s']:.0f} | {cells} |")
     markdown = "\n".join(lines) + "\n"
     print(markdown)
-    written = plot(results)
+    written = plot(record(results, " ".join([".venv/bin/python", "bench/scale.py", *sys.argv[1:]])))
     write_results("scale", {"args": vars(args), "model": model, "results": results, "plot": str(written) if written else None}, markdown)
 
 

@@ -65,6 +65,18 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def set_cpu_threads(threads: int | None) -> None:
+    """Threads PyTorch may use within one operation, for the whole process; None keeps its default (one
+    per core). On a small machine shared with other processes, one thread per operation can be many
+    times faster for single queries: with one per core, every operation waits for a core that another
+    process may hold (docs/BENCHMARKS.md, "Threads")."""
+    if threads is None:
+        return
+    import torch  # here, not at module level: HTTP-only backends never need torch
+
+    torch.set_num_threads(threads)
+
+
 def import_class(spec: str) -> type:
     """The class named by "package.module:ClassName", imported only now. Registries name backends
     this way so that choosing one does not import the heavy libraries of all the others."""

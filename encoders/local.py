@@ -20,7 +20,7 @@ ensure_torchvision_importable()
 
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
-from encoders.base import EncoderInfo, ModelNotFound, instructed_query, resolve_device, truncate_dimensions
+from encoders.base import EncoderInfo, instructed_query, resolve_device, truncate_dimensions
 from encoders.config import TextEncoderConfig
 from encoders.hub import resolve_model_dir
 

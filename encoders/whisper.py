@@ -54,6 +54,7 @@ class WhisperConfig:
     compute_type: str = "int8"  # faster-whisper only: CTranslate2 compute type
     fallback_model: str | None = FALLBACK_WHISPER_MODEL  # used when `model` cannot be had; None disables
     beam_size: int = 1  # 1 is greedy decoding
+    cpu_threads: int | None = None  # faster-whisper only: CTranslate2's threads; None keeps its default (4)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ class FasterWhisperTranscriber:
         # CTranslate2 takes the GPU number apart from the device kind ("cuda:1" -> "cuda", index 1).
         device, _, index = config.device.partition(":")
         self.model = WhisperModel(
-            model_dir, device=device, device_index=int(index or 0), compute_type=config.compute_type
+            model_dir, device=device, device_index=int(index or 0), compute_type=config.compute_type, cpu_threads=config.cpu_threads or 0
         )
         self.info = TranscriberInfo(name=config.model, backend="faster-whisper")
         # CTranslate2 models may be shared between threads, but one transcription already uses every

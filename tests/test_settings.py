@@ -61,3 +61,41 @@ def test_public_view_masks_secrets(monkeypatch):
 def test_empty_fallback_disables_it(monkeypatch):
     monkeypatch.setenv("PRISM_TEXT_FALLBACK_MODEL", "")
     assert Settings().text_encoder_config().fallback_model is None
+
+
+def test_cpu_threads_must_be_positive_and_empty_means_unset(monkeypatch):
+    monkeypatch.setenv("PRISM_CPU_THREADS", "")
+    assert Settings().cpu_threads is None
+    monkeypatch.setenv("PRISM_CPU_THREADS", "0")
+    with pytest.raises(ValueError, match="cpu_threads"):
+        Settings()
+
+
+# In a subprocess: the thread count is process-wide, and the test process should keep its own.
+THREADS_AFTER_OPEN = """
+import torch
+from api.settings import Settings
+from api.state import open_library
+
+library = open_library(Settings())
+print(torch.get_num_threads(), flush=True)
+library.close()
+"""
+
+
+def test_cpu_threads_reach_the_in_process_models(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import MINILM, WHISPER_TINY
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRISM_")}
+    env.update(
+        PRISM_DATA_DIR=str(tmp_path / "data"), PRISM_TEXT_BACKEND="sentence-transformers", PRISM_TEXT_MODEL=MINILM,
+        PRISM_WHISPER_MODEL=WHISPER_TINY, PRISM_IMAGE_MODEL="", PRISM_RERANK_BACKEND="none", PRISM_CPU_THREADS="1",
+        HF_HUB_OFFLINE="1",
+    )  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", THREADS_AFTER_OPEN], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "1"

@@ -13,7 +13,6 @@ from api.routes.deps import decode_base64, get_library, parse_json_object
 from api.routes.documents import ingest_response
 from api.schemas import ImagesIn, IngestOut, inline_schema
 from retrieval import InvalidInput, Library
-from retrieval.images import ImageUpload
 from retrieval.ingest import check_collection_name
 
 router = APIRouter(prefix="/v1", tags=["images"])
