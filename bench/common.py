@@ -7,7 +7,6 @@ import io
 import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -115,46 +114,27 @@ def rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
+def ingest_documents(client, documents: list[dict], collection: str = "bench", batch: int = 256) -> None:
+    """Documents into a collection over the API, `batch` per request."""
+    for start in range(0, len(documents), batch):
+        client.post("/v1/documents", json={"collection": collection, "documents": documents[start : start + batch]}).raise_for_status()
+
+
 # ------------------------------------------------------------------ a Milvus server
 
 
 @contextmanager
 def milvus_server() -> Iterator[str]:
-    """A standalone Milvus server (.venv-milvus, started by tests/milvus_server.py) on a free port in
+    """A standalone Milvus server (.venv-milvus), started as the tests start theirs, on a free port in
     a temporary directory; yields its URI and stops it (with its whole process group) afterwards."""
-    python = ROOT / ".venv-milvus" / "bin" / "python"
-    if not python.exists():
-        raise RuntimeError(f"no {python}: `make bootstrap` creates .venv-milvus with the PyPI package milvus==2.3.5")
-    from pymilvus import MilvusClient
+    from tests.fixtures_milvus import start_milvus_server
 
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="prism-bench-milvus-") as base_dir:
-        with open(Path(base_dir) / "launcher.log", "wb") as log:
-            process = subprocess.Popen(
-                [str(python), str(ROOT / "tests" / "milvus_server.py"), str(Path(base_dir) / "server"), str(port), "--exit-with-parent"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
-            )  # fmt: skip
-        uri = f"http://127.0.0.1:{port}"
+        server = start_milvus_server(Path(base_dir))
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    MilvusClient(uri=uri, timeout=2, dedicated=True).list_collections(timeout=2)
-                    break
-                except Exception:  # noqa: BLE001 - not up yet
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"the Milvus server did not start; see {base_dir}/launcher.log") from None
-                    time.sleep(0.5)
-            yield uri
+            yield server.uri
         finally:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            except ProcessLookupError:
-                pass
+            server.stop()
 
 
 # ------------------------------------------------------------------ synthetic vectors

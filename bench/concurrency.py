@@ -8,7 +8,7 @@ Every request is distinct (no cache hits). Text: one-sentence documents ingested
 640x480 JPEG (routes image->image, image->text, image->audio: one CLIP forward pass per query, through
 the micro-batcher). "items per batch" is prism_batcher_items_total / prism_batcher_batches_total
 {batcher="image-encoder"} from /metrics over that step. The CLIP model is PRISM_IMAGE_MODEL /
-PRISM_IMAGE_PRETRAINED when set, else ViT-B-32 with random weights (see bench/images.py).
+PRISM_IMAGE_PRETRAINED when set, else ViT-B-32 with random weights (see common.clip_settings).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from common import TEXT_ONLY, WORDS, batcher_counts, clip_settings, percentile, photos, running_server, synthetic_documents, write_results
+from common import TEXT_ONLY, WORDS, batcher_counts, ingest_documents, clip_settings, percentile, photos, running_server, synthetic_documents, write_results
 
 DOCUMENTS = 1000
 PICTURES = 32
@@ -45,9 +45,7 @@ def load(send: Callable[[int], None], requests: int, clients: int) -> dict:
 def text_queries(levels: list[int], requests: int) -> list[dict]:
     results = []
     with running_server(TEXT_ONLY) as client:
-        documents = synthetic_documents(DOCUMENTS, sentences=1)
-        for start in range(0, DOCUMENTS, 256):
-            client.post("/v1/documents", json={"collection": "bench", "documents": documents[start : start + 256]}).raise_for_status()
+        ingest_documents(client, synthetic_documents(DOCUMENTS, sentences=1))
         for clients in levels:
 
             def send(index: int) -> None:
@@ -67,7 +65,7 @@ def image_queries(levels: list[int], requests: int, clip: dict[str, str], batch_
     with running_server(env) as client:
         files = [("files", (f"{i}.jpg", data)) for i, data in enumerate(photos(PICTURES, seed=3))]
         client.post("/v1/images", data={"collection": "bench"}, files=files).raise_for_status()
-        client.post("/v1/documents", json={"collection": "bench", "documents": synthetic_documents(200, sentences=1)}).raise_for_status()
+        ingest_documents(client, synthetic_documents(200, sentences=1))
         for level, clients in enumerate(levels):
 
             def send(index: int) -> None:

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import batcher_counts, clip_settings, photos, running_server, write_results
+from common import TEXT_ONLY, batcher_counts, clip_settings, photos, running_server, write_results
 
 REQUEST_IMAGES = 16
 
@@ -42,7 +42,7 @@ def bare_speed(settings: dict[str, str], data: list[bytes]) -> dict:
 def server_speed(settings: dict[str, str], data: list[bytes], others: list[bytes], clients: int) -> dict:
     """`others`: as many different pictures for the concurrent run, since the server does not encode a
     picture it has stored before (it reuses the vector of the same bytes)."""
-    env = {**settings, "PRISM_WHISPER_MODEL": "", "PRISM_WHISPER_FALLBACK_MODEL": "", "PRISM_RERANK_BACKEND": "none"}
+    env = {**TEXT_ONLY, **settings}
     with running_server(env) as client:
         client.post("/v1/images", data={"collection": "warmup"}, files=[("files", ("w.jpg", photos(1, seed=99)[0]))]).raise_for_status()
 
@@ -67,7 +67,7 @@ def server_speed(settings: dict[str, str], data: list[bytes], others: list[bytes
         "batched": {"wall_s": batched_s, "images_per_s": len(data) / batched_s},
         "concurrent": {
             "wall_s": concurrent_s,
-            "images_per_s": len(data) / concurrent_s,
+            "images_per_s": len(others) / concurrent_s,
             "clients": clients,
             "items_per_batch": (items_after - items_before) / batches if batches else float("nan"),
         },

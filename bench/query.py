@@ -1,6 +1,7 @@
 """Query latency by stage (encode, search, total as the server reports it, and the client's wall time),
-p50 and p95, at several collection sizes. `search` is the sum of the routes' searches (a text query
-searches text chunks, captions and transcript windows), `encode` of the encoders' time.
+p50 and p95, at several collection sizes. `search` is the sum of the server's search.* stages (a text
+query's routes text->text, text->caption and text->audio share one search, search.text-space),
+`encode` of its encode.* stages; fusion, well under a millisecond, is left out.
 `--cpu-threads default,1` measures each size once per PRISM_CPU_THREADS value (`default`: unset), in
 one run, with each value's encode and total p50 as a ratio to the first's.
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import TEXT_ONLY, query_latency, running_server, synthetic_documents, write_results
+from common import TEXT_ONLY, ingest_documents, query_latency, running_server, synthetic_documents, write_results
 
 STAGES = ("encode", "search", "total", "wall")
 
@@ -20,8 +21,7 @@ def measure(size: int, queries: int, threads: str) -> dict:
     documents = synthetic_documents(size, sentences=1, seed=size)  # one sentence: one chunk per document
     env = {**TEXT_ONLY, "PRISM_CPU_THREADS": "" if threads == "default" else threads}
     with running_server(env) as client:
-        for start in range(0, size, 256):
-            client.post("/v1/documents", json={"collection": "bench", "documents": documents[start : start + 256]}).raise_for_status()
+        ingest_documents(client, documents)
         chunks = next(c["items"] for c in client.get("/v1/collections").json()["collections"] if c["name"] == "bench")
         latency = query_latency(client, queries, seed=1)
     return {"threads": threads, "chunks": chunks, **{stage: latency[stage] for stage in STAGES}}

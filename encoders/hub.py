@@ -54,6 +54,13 @@ def resolve_model_dir(model: str) -> Path:
         raise ModelNotFound(f"cannot download model {model!r} from the Hugging Face hub: {error}") from error
 
 
+def resolve_model_or_package_dir(model: str) -> Path:
+    """`pip:<package>`: the directory that package ships; anything else: what resolve_model_dir finds."""
+    if model.startswith(PIP_PREFIX):
+        return pip_model_dir(model.removeprefix(PIP_PREFIX))
+    return resolve_model_dir(model)
+
+
 def pip_model_dir(package: str) -> Path:
     """The model directory that the installed pip package `package` ships."""
     module_name = package.replace("-", "_")

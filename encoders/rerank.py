@@ -100,13 +100,10 @@ def resolve_reranker_dir(model: str) -> Path:
     Raises ModelNotFound, saying that this is the reranker's model and how to do without it.
     """
     # Here, not at the top: settings import this module for RerankerConfig, and huggingface_hub takes 0.3 s.
-    from encoders.hub import PIP_PREFIX, pip_model_dir, resolve_model_dir
+    from encoders.hub import PIP_PREFIX, resolve_model_or_package_dir
 
     try:
-        if model.startswith(PIP_PREFIX):
-            path = pip_model_dir(model.removeprefix(PIP_PREFIX))
-        else:
-            path = resolve_model_dir(model)
+        path = resolve_model_or_package_dir(model)
         if not (path / "config.json").is_file():
             raise ModelNotFound(f"{str(path)!r} has no config.json: it is not a model directory")
     except ModelNotFound as error:

@@ -8,7 +8,6 @@ all-MiniLM-L6-v2), which needs neither the network nor the Hugging Face cache.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -21,14 +20,8 @@ from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from encoders.base import EncoderInfo, truncate_dimensions
 from encoders.config import TextEncoderConfig
-from encoders.hub import PIP_PREFIX, pip_model_dir, resolve_model_dir
+from encoders.hub import resolve_model_or_package_dir
 from encoders.local import pick_device
-
-
-def resolve_sentence_transformer_dir(model: str) -> Path:
-    if model.startswith(PIP_PREFIX):
-        return pip_model_dir(model.removeprefix(PIP_PREFIX))
-    return resolve_model_dir(model)
 
 
 class SentenceTransformerEncoder:
@@ -36,7 +29,7 @@ class SentenceTransformerEncoder:
 
     def __init__(self, config: TextEncoderConfig):
         self.config = config
-        model_dir = resolve_sentence_transformer_dir(config.model)
+        model_dir = resolve_model_or_package_dir(config.model)
         self.model = SentenceTransformer(str(model_dir), device=str(pick_device(config.device)))
         full_dimension = self.model.get_embedding_dimension()
         if config.dimensions is not None and not 0 < config.dimensions <= full_dimension:

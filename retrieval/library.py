@@ -188,22 +188,15 @@ class Library:
     def collections(self) -> list[CollectionInfo]:
         infos = self.store.list_collections()
         if self.image_store is None:
-            return infos
-        # Each item once: a captioned picture has a row in each space, and text chunks and transcript
-        # windows have CLIP copies in the image space.
-        return [
-            replace(info, items=self.store.count(info.name, ("text", "audio")) + self.image_store.count(info.name, ("image",)))
-            for info in infos
-        ]
+            return infos  # one space: its row counts are the items
+        return [replace(info, items=self._count_items(info.name)) for info in infos]
 
     def list_items(self, collection: str, limit: int = 50, offset: int = 0) -> tuple[list[Item], int]:
         """A page of a collection's items, newest first, and how many there are in all."""
         self._require_collection(collection)
         if not 1 <= limit <= 1000 or offset < 0:
             raise InvalidInput("limit must be between 1 and 1000 and offset not negative")
-        # Pictures from the image space; chunks and windows from the text space (where captions also
-        # are, as rows of the pictures they describe).
-        spaces = [(self.store, ("text", "audio"))] + ([(self.image_store, ("image",))] if self.image_store else [])
+        spaces = self._item_spaces()
         keys = sorted(
             ((created_at, item_id, store) for store, modalities in spaces for created_at, item_id in store.newest(collection, modalities, offset + limit)),
             key=lambda key: (-key[0], key[1]),
@@ -213,8 +206,19 @@ class Library:
             wanted = [item_id for _, item_id, owner in keys if owner is store]
             items += store.get_many(wanted)
         order = {item_id: index for index, (_, item_id, _) in enumerate(keys)}
-        total = sum(store.count(collection, modalities) for store, modalities in spaces)
-        return sorted(items, key=lambda item: order[item.id]), total
+        return sorted(items, key=lambda item: order[item.id]), self._count_items(collection)
+
+    def _item_spaces(self) -> list[tuple[MilvusStore, tuple[str, ...]]]:
+        """Where each item is found once: chunks and transcript windows in the text space (whose
+        captions are rows of the pictures they describe), pictures in the image space (whose other rows
+        are CLIP copies of chunks and windows)."""
+        spaces = [(self.store, ("text", "audio"))]
+        if self.image_store is not None:
+            spaces.append((self.image_store, ("image",)))
+        return spaces
+
+    def _count_items(self, collection: str) -> int:
+        return sum(store.count(collection, modalities) for store, modalities in self._item_spaces())
 
     def drop_collection(self, name: str) -> int:
         self._require_collection(name)

@@ -50,6 +50,18 @@ def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
     return out.getvalue()
 
 
+def spoken_recording(sentences: list[str], pause_s: float, folder: Path) -> tuple[bytes, list[tuple[float, float]]]:
+    """One WAV of the sentences spoken by espeak-ng with a pause after each, and where each sentence
+    starts and ends in it (seconds)."""
+    parts, spans, cursor = [], [], 0.0
+    for index, sentence in enumerate(sentences):
+        samples, rate = read_wav(speak(sentence, folder / f"s{index}.wav"))
+        spans.append((cursor, cursor + len(samples) / rate))
+        parts += [samples, np.zeros((int(pause_s * rate), samples.shape[1]), dtype=samples.dtype)]
+        cursor += len(samples) / rate + pause_s
+    return wav_bytes(np.concatenate(parts), rate), spans
+
+
 def tone(seconds: float, rate: int = 16000, hz: float = 440.0, channels: int = 1, amplitude: float = 0.5):
     """A sine tone as float32 samples shaped (frames, channels); channels get different pitches."""
     t = np.arange(int(seconds * rate)) / rate

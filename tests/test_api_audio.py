@@ -3,10 +3,9 @@
 import base64
 
 import httpx
-import numpy as np
 import pytest
 
-from tests.audio_files import read_wav, silence, speak, tone, wav_bytes
+from tests.audio_files import silence, speak, spoken_recording, tone, wav_bytes
 from tests.conftest import minilm_settings
 from tests.servers import poll, prism_server
 
@@ -41,14 +40,7 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
     """One WAV of several sentences, and where each sentence starts and ends in it."""
-    folder = tmp_path_factory.mktemp("speech")
-    parts, spans, cursor = [], [], 0.0
-    for index, sentence in enumerate(RECORDING):
-        samples, rate = read_wav(speak(sentence, folder / f"s{index}.wav"))
-        spans.append((cursor, cursor + len(samples) / rate))
-        parts += [samples, np.zeros((int(PAUSE_S * rate), samples.shape[1]), dtype=samples.dtype)]
-        cursor += len(samples) / rate + PAUSE_S
-    return wav_bytes(np.concatenate(parts), rate), spans
+    return spoken_recording(RECORDING, PAUSE_S, tmp_path_factory.mktemp("speech"))
 
 
 def count_items(client, collection):

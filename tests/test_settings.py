@@ -84,18 +84,12 @@ library.close()
 
 
 def test_cpu_threads_reach_the_in_process_models(tmp_path):
-    import os
     import subprocess
     import sys
 
-    from tests.conftest import MINILM, WHISPER_TINY
+    from tests.commands import minilm_env
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRISM_")}
-    env.update(
-        PRISM_DATA_DIR=str(tmp_path / "data"), PRISM_TEXT_BACKEND="sentence-transformers", PRISM_TEXT_MODEL=MINILM,
-        PRISM_WHISPER_MODEL=WHISPER_TINY, PRISM_IMAGE_MODEL="", PRISM_RERANK_BACKEND="none", PRISM_CPU_THREADS="1",
-        HF_HUB_OFFLINE="1",
-    )  # fmt: skip
+    env = minilm_env(tmp_path / "data", PRISM_IMAGE_MODEL="", PRISM_RERANK_BACKEND="none", PRISM_CPU_THREADS="1")
     result = subprocess.run([sys.executable, "-c", THREADS_AFTER_OPEN], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "1"

@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 from selenium import webdriver
@@ -29,8 +28,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.audio_files import read_wav, speak, wav_bytes
+from tests.audio_files import speak, spoken_recording
 from tests.conftest import minilm_settings
+from tests.image_files import encode
 from tests.servers import poll, prism_server
 from tests.tiny_clip import make_shape_image
 from tests.tiny_rerankers import build_tiny_cross_encoder
@@ -102,12 +102,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory) -> bytes:
-    folder = tmp_path_factory.mktemp("speech")
-    parts = []
-    for index, sentence in enumerate(RECORDING):
-        samples, rate = read_wav(speak(sentence, folder / f"s{index}.wav"))
-        parts += [samples, np.zeros((int(PAUSE_S * rate), samples.shape[1]), dtype=samples.dtype)]
-    return wav_bytes(np.concatenate(parts), rate)
+    return spoken_recording(RECORDING, PAUSE_S, tmp_path_factory.mktemp("speech"))[0]
 
 
 # ---------------------------------------------------------------- helpers
@@ -212,9 +207,7 @@ def uploads_finished(driver, count: int):
 
 
 def png(color: str, shape: str) -> bytes:
-    out = io.BytesIO()
-    make_shape_image(color, shape).save(out, format="PNG")
-    return out.getvalue()
+    return encode(make_shape_image(color, shape), "PNG")
 
 
 def seed(server, collection: str, documents=DOCUMENTS) -> None:
@@ -254,7 +247,7 @@ def test_the_page_is_served_at_the_root_without_a_key(server):
         response = server.get(f"/{asset}")
         assert response.status_code == 200 and response.headers["content-type"].startswith(kind), asset
         assert f'"{asset}"' in page.text
-    assert server.get("/ui/../app.py").status_code == 404
+    assert server.get("/ui/index.html").status_code == 404  # on disk, but not in the fixed list of assets
     assert server.get("/ui/missing.js").status_code == 404
     assert "http://" not in page.text and "https://" not in page.text  # nothing from the network
 
@@ -450,7 +443,7 @@ def test_with_api_keys_the_page_asks_for_a_key_keeps_it_for_the_session_and_work
     """A second server, with PRISM_API_KEYS and without a Whisper model."""
     settings = minilm_settings(tmp_path, api_keys="right-key", image_model=f"local-dir:{tiny_clip_dir}", whisper_model="", whisper_fallback_model="")
     with prism_server(settings) as url, httpx.Client(base_url=url, timeout=60, headers={"Authorization": "Bearer right-key"}) as client:
-        assert client.post("/v1/documents", json={"collection": "default", "documents": DOCUMENTS}).status_code == 200
+        seed(client, "default")
         files = {"files": ("red-circle.png", png("red", "circle"))}
         assert client.post("/v1/images", data={"caption": "a red circle"}, files=files).status_code == 200
         assert httpx.get(f"{url}/").status_code == 200  # the page itself needs no key

@@ -30,7 +30,6 @@
     for (const [name, value] of Object.entries(attributes)) {
       if (value === undefined || value === null || value === false) continue;
       if (name === "class") node.className = value;
-      else if (name === "text") node.textContent = value;
       else if (name === "dataset") Object.assign(node.dataset, value);
       else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
       else if (value === true) node.setAttribute(name, "");
@@ -46,6 +45,7 @@
   const plural = (count, [one, many]) => `${count} ${count === 1 ? one : many}`;
   const extension = (name) => (name.includes(".") ? name.split(".").pop().toLowerCase() : "");
   const formatScore = (value) => (value === null || value === undefined ? "" : Number(value).toFixed(4));
+  const modalityLabel = (modality) => ({ text: "text", image: "picture", audio: "audio" })[modality] || modality;
   const formatMs = (ms) => (ms >= 100 ? `${Math.round(ms)} ms` : `${Number(ms).toFixed(1)} ms`);
 
   function formatTime(seconds) {
@@ -189,8 +189,18 @@
     $("#forget-key").hidden = !apiKey();
   }
 
-  async function api(method, path, { json, form, signal } = {}) {
+  // Makes a request with `attempt()` until the server stops answering 401, asking the person for a
+  // key in between (the same request again, with the key); `why(answer)` says why it is needed.
+  async function withKey(attempt, why) {
     for (;;) {
+      const answer = await attempt();
+      if (answer.status !== 401) return answer;
+      await askForKey(why(answer));
+    }
+  }
+
+  async function api(method, path, { json, form, signal } = {}) {
+    const { status, data } = await withKey(async () => {
       const headers = { Accept: "application/json", ...authHeaders() };
       let body;
       if (json !== undefined) {
@@ -206,14 +216,10 @@
         if (error.name === "AbortError") throw error;
         throw new ApiError(0, "network", "the server did not answer; is it running?");
       }
-      const data = parseJson(await response.text());
-      if (response.status === 401) {
-        await askForKey(errorFrom(401, data).message);
-        continue; // the same request again, with the key
-      }
-      if (!response.ok) throw errorFrom(response.status, data);
-      return { status: response.status, data };
-    }
+      return { status: response.status, data: parseJson(await response.text()) };
+    }, (answer) => errorFrom(401, answer.data).message);
+    if (status < 200 || status >= 300) throw errorFrom(status, data);
+    return { status, data };
   }
 
   // XMLHttpRequest rather than fetch: it reports upload progress.
@@ -234,15 +240,9 @@
   }
 
   async function upload(path, makeForm, onProgress) {
-    for (;;) {
-      const { status, data } = await send(path, makeForm(), onProgress);
-      if (status === 401) {
-        await askForKey(errorFrom(401, data).message);
-        continue;
-      }
-      if (status >= 400 || status === 0) throw errorFrom(status, data);
-      return { status, data };
-    }
+    const { status, data } = await withKey(() => send(path, makeForm(), onProgress), (answer) => errorFrom(401, answer.data).message);
+    if (status >= 400 || status === 0) throw errorFrom(status, data);
+    return { status, data };
   }
 
   // Pictures and recordings: <img> and <audio> cannot send a header, so with a key they are
@@ -253,15 +253,9 @@
   function blobUrl(path) {
     if (!blobCache.has(path)) {
       const promise = (async () => {
-        for (;;) {
-          const response = await fetch(apiUrl(path), { headers: authHeaders() });
-          if (response.status === 401) {
-            await askForKey("pictures and recordings need it too");
-            continue;
-          }
-          if (!response.ok) throw errorFrom(response.status, parseJson(await response.text()));
-          return URL.createObjectURL(await response.blob());
-        }
+        const response = await withKey(() => fetch(apiUrl(path), { headers: authHeaders() }), () => "pictures and recordings need it too");
+        if (!response.ok) throw errorFrom(response.status, parseJson(await response.text()));
+        return URL.createObjectURL(await response.blob());
       })();
       promise.catch(() => blobCache.delete(path));
       blobCache.set(path, promise);
@@ -571,7 +565,7 @@
     const head = el(
       "div",
       { class: "result-head" },
-      el("span", { class: `badge ${hit.modality}` }, { text: "text", image: "picture", audio: "audio" }[hit.modality] || hit.modality),
+      el("span", { class: `badge ${hit.modality}` }, modalityLabel(hit.modality)),
       el("span", { class: "result-title" }, titleOf(hit)),
       scores,
     );
@@ -835,7 +829,7 @@
 
   // A long recording is a background job: poll it and show its progress until it is done.
   async function followJob(accepted, bar, message) {
-    const path = accepted.status_url || `/v1/jobs/${accepted.job_id}`;
+    const path = accepted.status_url;
     for (;;) {
       const { data: job } = await api("GET", path);
       if (job.state === "succeeded") return job.result;
@@ -899,7 +893,7 @@
 
   function renderItem(item, shared) {
     const name = item.title || item.source || item.doc_id;
-    const parts = [el("span", { class: `badge ${item.modality}` }, { text: "text", image: "picture", audio: "audio" }[item.modality] || item.modality)];
+    const parts = [el("span", { class: `badge ${item.modality}` }, modalityLabel(item.modality))];
     const body = el("div", { class: "item-body" }, el("p", { class: "item-title" }, name));
     if (item.modality === "image") {
       const thumbnail = el("img", { class: "thumbnail small", alt: item.caption || `Picture ${item.source || item.doc_id}`, loading: "lazy" });
