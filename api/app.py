@@ -12,7 +12,7 @@ from api.auth import require_api_key
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics
-from api.routes import audio, documents, images, items, openai_compat, search, system, ui
+from api.routes import audio, doctor, documents, images, items, openai_compat, search, system, ui
 from api.settings import Settings
 from api.state import AppState
 
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router)
     app.include_router(ui.router)  # the web UI at /: a static page, which sends the user's key to /v1
     # Each router carries its full /v1 prefix itself, so route templates (metric labels) are complete.
-    for router in (documents.router, images.router, audio.router, search.router, items.router, openai_compat.router):
+    for router in (documents.router, images.router, audio.router, search.router, items.router, openai_compat.router, doctor.router):
         app.include_router(router, dependencies=[Depends(require_api_key)])
     return app
 

@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--collection", default="default", help="Collection of the document (with --document).")
     delete.set_defaults(run=run_delete)
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="Check that the store and the blob store agree (interrupted writes, stale versions, orphan files, missing CLIP copies); --fix repairs what is safe.",
+    )
+    doctor.add_argument("--fix", action="store_true", help="Repair what can be repaired without losing anything stored.")
+    doctor.add_argument("--json", action="store_true", help="Print the raw JSON report.")
+    doctor.set_defaults(run=run_doctor)
+
     info = commands.add_parser("info", help="Show the effective configuration and the models in use.")
     info.set_defaults(run=run_info)
 
@@ -194,6 +202,21 @@ def run_delete(args: argparse.Namespace) -> int:
             body = request_json(client, "DELETE", f"/v1/items/{args.id}")
     print(f"deleted {body['deleted']} item(s)")
     return 0
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        report = request_json(client, "POST" if args.fix else "GET", "/v1/doctor/fix" if args.fix else "/v1/doctor")
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        for title, problems in (("repaired", report["fixed"]), ("problems", report["problems"])):
+            for problem in problems:
+                print(f"{title}: {problem['kind']}\t{problem['collection']}\t{problem['id']}\t{problem['detail']}")
+        for note in report["notes"]:
+            print(f"note: {note}")
+        print(report["summary"])
+    return 1 if report["problems"] else 0
 
 
 def run_info(args: argparse.Namespace) -> int:

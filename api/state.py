@@ -120,6 +120,7 @@ class AppState:
                 self.error = None
                 info = self.library.text_model
                 log.info("ready: text model %s (%d-d), store %s", info.name, info.dimension, self.library.store.kind)
+                self._check_store()
                 return
             except (EncoderUnavailable, StoreUnavailable) as error:
                 delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
@@ -133,6 +134,18 @@ class AppState:
                 self._attempted.set()
             attempt += 1
             self._stop.wait(delay)
+
+    def _check_store(self) -> None:
+        """`prism doctor` at start, after the server is ready: one log line."""
+        try:
+            report = self.library.doctor(fix=False)
+        except Exception as error:  # noqa: BLE001 - a check must never stop the server
+            log.warning("doctor: the check at start failed: %s", error)
+            return
+        if report.problems:
+            log.warning("doctor: %s; run `prism doctor` for the list and `prism doctor --fix` to repair", report.summary())
+        else:
+            log.info("doctor: %s", report.summary())
 
     def require_library(self) -> Library:
         if self.library is None:

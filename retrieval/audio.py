@@ -18,11 +18,12 @@ import numpy as np
 
 from encoders.audio import SAMPLE_RATE, decode_audio, probe_duration_s
 from encoders.whisper import Segment, Transcriber, Transcript
-from retrieval.blobs import BlobStore
+from retrieval.blobs import BlobOwner, blob_key
 from retrieval.errors import InvalidInput
 from retrieval.ingest import Ingestor, check_collection_name, check_metadata, content_hash, item_id
 from retrieval.timing import StageTimer
 from retrieval.types import IngestResult, Item
+from retrieval.writes import BlobWrite
 
 Progress = Callable[[float, str], None]
 
@@ -90,10 +91,9 @@ def group_windows(segments: Sequence[Segment], window_s: float, overlap_s: float
 
 
 class AudioLibrary:
-    def __init__(self, transcriber: Transcriber, ingestor: Ingestor, blobs: BlobStore, config: AudioConfig) -> None:
+    def __init__(self, transcriber: Transcriber, ingestor: Ingestor, config: AudioConfig) -> None:
         self.transcriber = transcriber
         self.ingestor = ingestor
-        self.blobs = blobs
         self.config = config
 
     def decode(self, filename: str, data: bytes, metadata: dict[str, Any] | None = None) -> Recording:
@@ -128,17 +128,10 @@ class AudioLibrary:
         if not items:
             raise InvalidInput("no speech was recognised in " + ", ".join(r.filename for r in recordings))
         report(0.9, "embedding and storing")
-        stored: list[str] = []
-        try:
-            for recording in recordings:  # originals first: once the items exist, their content must too
-                key = recording.recording_id(collection)
-                self.blobs.put(key, recording.data, guess_content_type(recording.filename), recording.filename)
-                stored.append(key)
-            result = self.ingestor.save(collection, items, timer)
-        except BaseException:
-            for key in stored:
-                self.blobs.delete(key)
-            raise
+        # The originals are stored in the same write as the windows: a failure removes only those
+        # that did not exist before it, so a failed re-upload never takes a good original away.
+        originals = [_original(collection, recording) for recording in recordings]
+        result = self.ingestor.save(collection, items, timer, originals)
         report(1.0, "done")
         return result
 
@@ -172,6 +165,16 @@ class AudioLibrary:
         if not transcript.text.strip():
             raise InvalidInput(f"{filename}: no speech was recognised in the query clip")
         return transcript
+
+
+def recording_blob_key(collection: str, recording_id: str) -> str:
+    return blob_key("recording", collection, recording_id)
+
+
+def _original(collection: str, recording: Recording) -> BlobWrite:
+    recording_id = recording.recording_id(collection)
+    owner = BlobOwner("recording", collection, recording_id)
+    return BlobWrite(recording_blob_key(collection, recording_id), recording.data, guess_content_type(recording.filename), recording.filename, owner)
 
 
 AUDIO_CONTENT_TYPES = {

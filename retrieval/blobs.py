@@ -1,13 +1,15 @@
-"""Original uploaded files (audio now, images later) kept on local disk, by key.
+"""Original uploaded files (recordings, pictures and their thumbnails) kept on local disk, by key.
 
 Layout under root (by default DATA_DIR/blobs; the caller passes it):
 
-    root/<key[:2]>/<key>.blob   the bytes as uploaded
-    root/<key[:2]>/<key>.json   sidecar: {"content_type", "filename", "size"}
+    root/<shard>/<key>.blob   the bytes as uploaded
+    root/<shard>/<key>.json   sidecar: {"content_type", "filename", "size", "owner"}
 
-Files fan out into subdirectories by the first two characters of the key because one directory
-with 100k entries makes listing, lookups and backups slow on common filesystems; keys are meant to
-be random (uuid hex), so two characters spread them evenly. The sidecar is written last and removed
+<shard> is the first two hex digits of the SHA-256 of the key: one directory with 100k entries makes
+listing, lookups and backups slow on common filesystems, and a hash spreads any keys evenly over 256
+folders. Keys are derived by `blob_key` from what owns the file (its kind, collection and item id), so
+a collection's files never share a key with another's, and any item id makes a valid key. The owner is
+kept in the sidecar, so `prism doctor` can tell which files nothing points to. The sidecar is written last and removed
 first, so a key exists exactly when its sidecar does: a reader never sees a blob without its
 metadata. Both files are written to a temporary file in the same directory and moved into place
 with os.replace, which is atomic on one filesystem, so a crash or a concurrent reader never sees a
@@ -17,13 +19,14 @@ processes may use the same root. Two concurrent puts of one key: the last one wi
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from retrieval.durable import TEMP_PREFIX, write_atomically
 from retrieval.errors import InvalidInput, NotFound
 
 # A key names a file, never a path: no separators, and no leading dot, so neither the key nor
@@ -32,7 +35,22 @@ KEY_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 
 DATA_SUFFIX = ".blob"
 SIDECAR_SUFFIX = ".json"  # distinct from DATA_SUFFIX, so no key's data file is another key's sidecar
-TEMP_PREFIX = "."  # keys never start with a dot, so temporary files never look like blobs
+
+BlobKind = Literal["recording", "picture", "thumbnail"]
+KIND_PREFIXES: dict[str, str] = {"recording": "rec", "picture": "img", "thumbnail": "thumb"}
+
+
+def blob_key(kind: BlobKind, collection: str, item_id: str) -> str:
+    """The key of a file owned by an item (a recording: its document id) of a collection."""
+    digest = hashlib.sha256(f"{collection}\0{item_id}".encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{KIND_PREFIXES[kind]}-{digest[:40]}"
+
+
+@dataclass(frozen=True)
+class BlobOwner:
+    kind: str
+    collection: str
+    id: str
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,7 @@ class BlobInfo:
     content_type: str
     filename: str
     size: int  # bytes
+    owner: BlobOwner | None = None
 
 
 def validate_key(key: str) -> str:
@@ -54,16 +73,18 @@ class BlobStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def put(self, key: str, data: bytes, content_type: str, filename: str) -> BlobInfo:
-        """Store data under key, replacing what was there."""
+    def put(self, key: str, data: bytes, content_type: str, filename: str, owner: BlobOwner | None = None) -> BlobInfo:
+        """Store data under key, replacing what was there; durable when it returns."""
         shard = self._shard(validate_key(key))
-        # Shard directories are never removed (at most a few thousand), so a concurrent delete
-        # cannot pull the directory out from under this write.
+        # Shard directories are never removed (at most 256), so a concurrent delete cannot pull the
+        # directory out from under this write.
         shard.mkdir(exist_ok=True)
-        info = BlobInfo(key=key, content_type=content_type, filename=filename, size=len(data))
-        _write_atomically(shard / (key + DATA_SUFFIX), data)
+        info = BlobInfo(key=key, content_type=content_type, filename=filename, size=len(data), owner=owner)
+        write_atomically(shard / (key + DATA_SUFFIX), data, sync_folder=False)
         sidecar = {"content_type": content_type, "filename": filename, "size": info.size}
-        _write_atomically(shard / (key + SIDECAR_SUFFIX), json.dumps(sidecar).encode("utf-8"))
+        if owner is not None:
+            sidecar["owner"] = {"kind": owner.kind, "collection": owner.collection, "id": owner.id}
+        write_atomically(shard / (key + SIDECAR_SUFFIX), json.dumps(sidecar).encode("utf-8"))  # and the folder
         return info
 
     def info(self, key: str) -> BlobInfo | None:
@@ -72,7 +93,11 @@ class BlobStore:
             meta = json.loads(sidecar.read_bytes())
         except FileNotFoundError:
             return None
-        return BlobInfo(key=key, content_type=meta["content_type"], filename=meta["filename"], size=int(meta["size"]))
+        owner = BlobOwner(**meta["owner"]) if isinstance(meta.get("owner"), dict) else None
+        return BlobInfo(key=key, content_type=meta["content_type"], filename=meta["filename"], size=int(meta["size"]), owner=owner)
+
+    def exists(self, key: str) -> bool:
+        return self.info(key) is not None
 
     def path(self, key: str) -> Path:
         """Where the blob's bytes are, for serving them; NotFound if there is no such blob."""
@@ -97,30 +122,26 @@ class BlobStore:
     def keys(self) -> list[str]:
         """Every stored key, sorted."""
         found = []
-        for shard in self.root.iterdir():
-            if not shard.is_dir():
-                continue
+        for shard in self._shards():
             for entry in shard.iterdir():
                 name = entry.name
                 if name.endswith(SIDECAR_SUFFIX) and not name.startswith(TEMP_PREFIX):
                     found.append(name[: -len(SIDECAR_SUFFIX)])
         return sorted(found)
 
+    def stray_files(self) -> list[Path]:
+        """Files that are no blob: temporary files a crash left, data files without their sidecar."""
+        stray = []
+        for shard in self._shards():
+            names = {entry.name for entry in shard.iterdir()}
+            for name in sorted(names):
+                data_without_sidecar = name.endswith(DATA_SUFFIX) and name[: -len(DATA_SUFFIX)] + SIDECAR_SUFFIX not in names
+                if name.startswith(TEMP_PREFIX) or data_without_sidecar:
+                    stray.append(shard / name)
+        return stray
+
+    def _shards(self) -> list[Path]:
+        return [entry for entry in self.root.iterdir() if entry.is_dir()]
+
     def _shard(self, key: str) -> Path:
-        return self.root / key[:2]
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())  # the bytes are on disk before the name points at them
-        os.replace(temporary, target)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+        return self.root / hashlib.sha256(key.encode()).hexdigest()[:2]

@@ -13,7 +13,6 @@ forward passes, and a full queue is refused at once (HTTP 503) instead of piling
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import PurePath
@@ -24,17 +23,15 @@ import numpy as np
 from encoders.clip import ClipEncoder, ClipInfo
 from encoders.images import MAX_BYTES, MAX_PIXELS, THUMBNAIL_CONTENT_TYPE, DecodedImage, decode_image, thumbnail
 from retrieval.batching import MicroBatcher
-from retrieval.blobs import BlobStore
+from retrieval.blobs import BlobOwner, blob_key
 from retrieval.cache import EmbeddingCache
 from retrieval.errors import InvalidInput
 from retrieval.ingest import Ingestor, check_collection_name, check_metadata, content_hash
 from retrieval.store import MilvusStore
 from retrieval.timing import StageTimer
 from retrieval.types import Hit, IngestResult, Item
+from retrieval.writes import BlobWrite
 
-log = logging.getLogger("prism")
-
-THUMBNAIL_SUFFIX = ".thumb"  # blob key of an item's thumbnail: the item id plus this
 MAX_CAPTION_CHARS = 4096
 
 
@@ -71,8 +68,9 @@ def model_label(info: ClipInfo) -> str:
     return f"{info.name}/{info.pretrained}" if info.pretrained else info.name
 
 
-def thumbnail_key(image_item_id: str) -> str:
-    return image_item_id + THUMBNAIL_SUFFIX
+def picture_blob_keys(collection: str, image_id: str) -> list[str]:
+    """The blob keys of a picture's original and its thumbnail."""
+    return [blob_key("picture", collection, image_id), blob_key("thumbnail", collection, image_id)]
 
 
 class ImageLibrary:
@@ -81,7 +79,6 @@ class ImageLibrary:
         encoder: ClipEncoder,
         store: MilvusStore,
         ingestor: Ingestor,
-        blobs: BlobStore,
         config: ImageConfig = ImageConfig(),
         cache: EmbeddingCache | None = None,
     ) -> None:
@@ -90,7 +87,6 @@ class ImageLibrary:
         self.encoder = encoder
         self.store = store
         self.ingestor = ingestor  # the text side: captions are embedded and stored as text
-        self.blobs = blobs
         self.config = config
         self.cache = cache or EmbeddingCache(1024)
         self.batcher = MicroBatcher(
@@ -115,8 +111,8 @@ class ImageLibrary:
         return ImageUpload(filename=filename, data=data, decoded=decoded, caption=caption, metadata=metadata)
 
     def ingest(self, collection: str, uploads: Sequence[ImageUpload]) -> IngestResult:
-        """Embed every picture (and caption), then store originals, thumbnails and vectors. Nothing
-        is left behind when a step fails: blobs written for new items are removed again."""
+        """Embed every picture (and caption), then store originals, thumbnails and vectors as one write
+        (retrieval/writes.py): nothing is left behind when a step fails."""
         check_collection_name(collection)
         if not uploads:
             raise InvalidInput("no images given")
@@ -128,11 +124,15 @@ class ImageLibrary:
             images = [self._image_item(collection, doc_id, upload) for doc_id, upload in by_id.items()]
             thumbnails = [thumbnail(upload.decoded.image, self.config.thumbnail_px) for upload in by_id.values()]
         with timer.stage("embed"):
-            encoded = self._attach_image_vectors(images, list(by_id.values()))
-            captions = [_caption_item(image) for image in images if image.text]
-            embedded, _ = self.ingestor.attach_vectors(captions)
+            encoded = self._attach_image_vectors(collection, images, list(by_id.values()))
+            captions = [caption_item(image) for image in images if image.text]
+            embedded, _ = self.ingestor.attach_vectors(collection, captions)
         with timer.stage("store"):
-            self._write(collection, images, captions, list(by_id.values()), thumbnails)
+            blobs = [blob for image, upload, small in zip(images, by_id.values(), thumbnails) for blob in _blobs(image, upload, small)]
+            try:
+                self.ingestor.writer.replace(collection, [image.id for image in images], {"image": images, "text": captions}, blobs)
+            except ValueError as error:  # an item the store's schema cannot hold: nothing was stored
+                raise InvalidInput(str(error)) from None
         return IngestResult(
             ids=[image.id for image in images],
             chunks=len(images),
@@ -157,10 +157,10 @@ class ImageLibrary:
             metadata=upload.metadata,
         )
 
-    def _attach_image_vectors(self, images: list[Item], uploads: list[ImageUpload]) -> int:
-        """CLIP vectors for the pictures, reusing those of identical files already stored (in any
-        collection). Returns how many were encoded."""
-        known = self.store.vectors_by_hash([image.content_hash for image in images])
+    def _attach_image_vectors(self, collection: str, images: list[Item], uploads: list[ImageUpload]) -> int:
+        """CLIP vectors for the pictures, reusing those of identical files already stored in the
+        collection. Returns how many were encoded."""
+        known = self.store.vectors_by_hash([image.content_hash for image in images], collection)
         missing = [index for index, image in enumerate(images) if image.content_hash not in known]
         vectors = self.batcher.submit([uploads[index].decoded.image for index in missing])
         for index, vector in zip(missing, vectors):
@@ -168,38 +168,6 @@ class ImageLibrary:
         for image in images:
             image.vector = list(known[image.content_hash])
         return len(missing)
-
-    def _write(self, collection: str, images: list[Item], captions: list[Item], uploads: list[ImageUpload], thumbnails: list[bytes]) -> None:
-        """Originals and thumbnails first (once an item exists, its content must), then the pictures'
-        vectors, then the captions' (replacing or removing those of earlier uploads)."""
-        ids = [image.id for image in images]
-        existing = set(self.store.existing_ids(ids))
-        written_blobs: list[str] = []
-        try:
-            for image, upload, small in zip(images, uploads, thumbnails):
-                for key, data, content_type in (
-                    (image.id, upload.data, upload.decoded.content_type),
-                    (thumbnail_key(image.id), small, THUMBNAIL_CONTENT_TYPE),
-                ):
-                    if self.blobs.info(key) is None:
-                        written_blobs.append(key)
-                    self.blobs.put(key, data, content_type, upload.filename)
-            self.store.create_collection(collection)
-            self.store.upsert(images)
-            self.ingestor.write(collection, captions, doc_ids=[image.doc_id for image in images])
-        except BaseException:
-            self._undo([image_id for image_id in ids if image_id not in existing], written_blobs)
-            raise
-
-    def _undo(self, new_items: list[str], written_blobs: list[str]) -> None:
-        """Remove what a failed ingest wrote for items that did not exist before it."""
-        for key in written_blobs:
-            self.blobs.delete(key)
-        for store in (self.store, self.ingestor.store):  # pictures, then their captions
-            try:
-                store.delete_ids(new_items)
-            except Exception as error:  # Milvus may be what failed: say what may be left, keep the first error
-                log.error("could not remove %d new items from the %s space after a failed ingest: %s", len(new_items), store.space, error)
 
     def embed_query_image(self, filename: str, data: bytes) -> np.ndarray:
         upload = self.decode(filename, data)
@@ -224,18 +192,20 @@ class ImageLibrary:
 class ClipTextMirror:
     """CLIP text-tower vectors of text chunks and transcript windows, kept in the image space under
     the items' own ids, so that a picture can find text (image->text) and recordings (image->audio).
-    CLIP reads at most its context (77 tokens for most models): longer items are judged by their start."""
+    CLIP reads at most its context (77 tokens for most models): longer items are judged by their start.
+    The copies are written in the same version as their items (retrieval/writes.py)."""
 
     MODALITIES = ("text", "audio")
+    space = "image"
 
     def __init__(self, images: ImageLibrary) -> None:
         self.images = images
 
-    def embed(self, items: Sequence[Item]) -> list[Item]:
+    def embed(self, collection: str, items: Sequence[Item]) -> list[Item]:
         copies = [replace(item, vector=None) for item in items if item.modality in self.MODALITIES]
         if not copies:
             return []
-        known = self.images.store.vectors_by_hash([item.content_hash for item in copies])
+        known = self.images.store.vectors_by_hash([item.content_hash for item in copies], collection)
         missing = {item.content_hash: item.text for item in copies if item.content_hash not in known}
         if missing:
             vectors = self.images.encoder.embed_texts(list(missing.values()))
@@ -244,13 +214,17 @@ class ClipTextMirror:
             item.vector = list(known[item.content_hash])
         return copies
 
-    def write(self, collection: str, items: Sequence[Item], doc_ids: Sequence[str]) -> None:
-        store = self.images.store
-        store.upsert(items)
-        store.delete_documents(collection, doc_ids, keep_ids=[item.id for item in items])
+
+def _blobs(image: Item, upload: ImageUpload, small: bytes) -> list[BlobWrite]:
+    """A picture's original and thumbnail, owned by its item."""
+    original_key, thumbnail_key = picture_blob_keys(image.collection, image.id)
+    return [
+        BlobWrite(original_key, upload.data, upload.decoded.content_type, upload.filename, BlobOwner("picture", image.collection, image.id)),
+        BlobWrite(thumbnail_key, small, THUMBNAIL_CONTENT_TYPE, upload.filename, BlobOwner("thumbnail", image.collection, image.id)),
+    ]
 
 
-def _caption_item(image: Item) -> Item:
+def caption_item(image: Item) -> Item:
     """The caption as a text-space row: the image's id, so a caption match is a match of the image."""
     return Item(
         id=image.id,
@@ -265,4 +239,5 @@ def _caption_item(image: Item) -> Item:
         width=image.width,
         height=image.height,
         metadata=image.metadata,
+        version=image.version,
     )

@@ -1,7 +1,8 @@
 """Documents in, chunks with vectors out: clean, chunk, reuse known vectors, embed the rest, write.
 
 Every document of a request is validated, chunked and embedded before anything is written, so a bad
-document or a failing encoder leaves the store as it was.
+document or a failing encoder leaves the store as it was; the write itself is one version of every
+document in it (retrieval/writes.py), all or nothing.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from encoders import TextEncoder
 from retrieval.cache import EmbeddingCache
 from retrieval.chunking import chunk_text
 from retrieval.errors import InvalidInput
-from retrieval.store import MilvusStore
 from retrieval.timing import StageTimer
 from retrieval.types import Document, IngestResult, Item
+from retrieval.writes import BlobWrite, Writer
 
-COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 MAX_ID_LENGTH = 512
 MAX_METADATA_BYTES = 65536
 
@@ -35,7 +36,7 @@ class ChunkingConfig:
 
 
 def check_collection_name(name: str) -> None:
-    if not COLLECTION_NAME.match(name):
+    if not COLLECTION_NAME.fullmatch(name):
         raise InvalidInput(
             f"invalid collection name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
             "starting with a letter or digit"
@@ -47,7 +48,8 @@ def content_hash(text: str) -> str:
 
 
 def item_id(collection: str, doc_id: str, position: int) -> str:
-    """Stable id of a document's n-th chunk: re-ingesting the document overwrites the same rows."""
+    """Stable id of a document's n-th chunk: the same in every version of the document (each version's
+    rows are keyed by the id and the version, so a new version never overwrites an old one)."""
     return hashlib.sha256(f"{collection}\0{doc_id}\0{position}".encode("utf-8")).hexdigest()[:32]
 
 
@@ -78,23 +80,24 @@ def check_document_fields(index: int, doc_id: str, document: Document) -> None:
 
 class Mirror(Protocol):
     """Another vector space that keeps its own vectors of the text items (CLIP's text tower: so a
-    picture can find text). It embeds before anything is written, and writes after the text space."""
+    picture can find text). It embeds before anything is written; its copies are written with the items."""
 
-    def embed(self, items: Sequence[Item]) -> list[Item]: ...
+    space: str
 
-    def write(self, collection: str, items: Sequence[Item], doc_ids: Sequence[str]) -> None: ...
+    def embed(self, collection: str, items: Sequence[Item]) -> list[Item]: ...
 
 
 class Ingestor:
     def __init__(
         self,
         encoder: TextEncoder,
-        store: MilvusStore,
+        writer: Writer,
         cache: EmbeddingCache,
         chunking: ChunkingConfig = ChunkingConfig(),
     ) -> None:
         self.encoder = encoder
-        self.store = store
+        self.writer = writer
+        self.store = writer.spaces["text"]
         self.cache = cache
         # A chunk longer than the model reads would be silently truncated by the model: clamp.
         self.max_tokens = min(chunking.max_tokens, encoder.info.max_tokens)
@@ -118,27 +121,22 @@ class Ingestor:
                 items.extend(doc_items)
         return self.save(collection, items, timer)
 
-    def save(self, collection: str, items: list[Item], timer: StageTimer) -> IngestResult:
-        """Embed what is not known yet and write the items, replacing earlier versions of their
-        documents. Shared by every modality whose items are embedded as text (chunks, transcripts)."""
+    def save(self, collection: str, items: list[Item], timer: StageTimer, blobs: Sequence[BlobWrite] = ()) -> IngestResult:
+        """Embed what is not known yet and store the items as the new version of their documents, with
+        their CLIP copies and `blobs` (originals). Shared by every modality whose items are embedded as
+        text (chunks, transcripts)."""
         with timer.stage("embed"):
-            embedded, reused = self.attach_vectors(items)
-            mirrored = [(mirror, mirror.embed(items)) for mirror in self.mirrors]
+            embedded, reused = self.attach_vectors(collection, items)
+            rows: dict[str, list[Item]] = {"text": items}
+            for mirror in self.mirrors:
+                rows[mirror.space] = mirror.embed(collection, items)
+        doc_ids = list(dict.fromkeys(item.doc_id for item in items))
         with timer.stage("store"):
-            doc_ids = self.write(collection, items)
-            for mirror, copies in mirrored:
-                mirror.write(collection, copies, doc_ids)
+            try:
+                self.writer.replace(collection, doc_ids, rows, blobs)
+            except ValueError as error:  # an item the store's schema cannot hold: nothing was stored
+                raise InvalidInput(str(error)) from None
         return IngestResult(ids=doc_ids, chunks=len(items), embedded=embedded, reused=reused, timings_ms=timer.finish())
-
-    def write(self, collection: str, items: list[Item], doc_ids: Sequence[str] = ()) -> list[str]:
-        """Store items that have their vectors, then drop what earlier versions of their documents (and
-        of `doc_ids`, which may have no items now) left behind. Returns the document ids, in order."""
-        doc_ids = list(dict.fromkeys([*doc_ids, *(item.doc_id for item in items)]))
-        self.store.create_collection(collection)
-        self.store.upsert(items)
-        # Only after the new items are in: a document is never missing while it is replaced.
-        self.store.delete_documents(collection, doc_ids, keep_ids=[item.id for item in items])
-        return doc_ids
 
     def _chunk(self, collection: str, index: int, document: Document) -> list[Item]:
         doc_id = document.id or f"doc-{content_hash(document.text)[:16]}"
@@ -166,16 +164,17 @@ class Ingestor:
             for chunk in chunks
         ]
 
-    def attach_vectors(self, items: list[Item]) -> tuple[int, int]:
-        """Fill item.vector from the cache, then the store, then the encoder. Returns (embedded, reused)."""
+    def attach_vectors(self, collection: str, items: list[Item]) -> tuple[int, int]:
+        """Fill item.vector from the cache, then the store, then the encoder, reusing only what this
+        collection holds. Returns (embedded, reused)."""
         vectors: dict[str, np.ndarray] = {}
         for item in items:
-            cached = self.cache.get(item.content_hash)
+            cached = self.cache.get(f"{collection}\0{item.content_hash}")
             if cached is not None:
                 vectors[item.content_hash] = cached
         missing = [h for h in dict.fromkeys(item.content_hash for item in items) if h not in vectors]
         if missing:
-            for hash_, vector in self.store.vectors_by_hash(missing).items():
+            for hash_, vector in self.store.vectors_by_hash(missing, collection).items():
                 vectors[hash_] = np.asarray(vector, dtype=np.float32)
         texts = {item.content_hash: item.text for item in items if item.content_hash not in vectors}
         if texts:
@@ -183,6 +182,6 @@ class Ingestor:
             vectors.update(zip(texts.keys(), fresh))
         for item in items:
             vector = vectors[item.content_hash]
-            self.cache.put(item.content_hash, vector)
+            self.cache.put(f"{collection}\0{item.content_hash}", vector)
             item.vector = vector.tolist()
         return len(texts), len(items) - len(texts)

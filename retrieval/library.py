@@ -8,6 +8,7 @@ say why not.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import Sequence
@@ -18,17 +19,26 @@ from encoders import EncoderInfo, TextEncoder, truncate_dimensions
 from encoders.clip import ClipEncoder, ClipInfo
 from encoders.rerank import Reranker
 from encoders.whisper import Transcriber, TranscriberInfo
-from retrieval.audio import AudioConfig, AudioLibrary
-from retrieval.blobs import BlobInfo, BlobStore
+from retrieval.audio import AudioConfig, AudioLibrary, recording_blob_key
+from retrieval.blobs import BlobInfo, BlobStore, blob_key
 from retrieval.cache import EmbeddingCache
+from retrieval.doctor import Doctor, Report
 from retrieval.errors import InvalidInput, ModalityUnavailable, NotFound
 from retrieval.extract import extract_text
-from retrieval.images import ClipTextMirror, ImageConfig, ImageLibrary, ImageUpload, thumbnail_key
+from retrieval.images import ClipTextMirror, ImageConfig, ImageLibrary, ImageUpload, picture_blob_keys
 from retrieval.ingest import ChunkingConfig, Ingestor, check_collection_name
 from retrieval.jobs import JobManager
 from retrieval.search import Query, Searcher
 from retrieval.store import MilvusStore
 from retrieval.types import CollectionInfo, Document, IngestResult, Item, SearchResult
+from retrieval.versions import Journal
+from retrieval.writes import Writer
+
+log = logging.getLogger("prism")
+
+# On a Milvus server several replicas may write: a write younger than this may still be in progress
+# elsewhere, and is left to them (or to a later start). Milvus Lite is one process: nothing is left.
+STALE_WRITE_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,10 @@ class Library:
         image_error: str | None = None,
         reranker: Reranker | None = None,
         rerank_error: str | None = None,
+        journal: Journal | None = None,
     ) -> None:
+        """`journal`: the write journal (retrieval/versions.py); by default in a folder `journal` beside
+        the blob store's, which is where open_library puts it (DATA_DIR/journal)."""
         # Refuses to start on an index built by another model: mixing vector spaces corrupts search.
         store.ensure_space(encoder.info.dimension, encoder.info.name)
         self.encoder = encoder
@@ -65,13 +78,19 @@ class Library:
         self.blobs = blobs
         self.jobs = JobManager(workers=1)  # one at a time: a transcription already uses every core
         cache = EmbeddingCache(cache_size)
-        self.ingestor = Ingestor(encoder, store, cache, chunking)
+        spaces = {"text": store, **({"image": image_store} if image_store is not None else {})}
+        journal = journal or Journal(Path(blobs.root).parent / "journal", shared=store.kind == "milvus")
+        self.writer = Writer(spaces, blobs, journal)
+        self._stale_write_s = 0.0 if store.kind == "milvus-lite" else STALE_WRITE_S
+        for done in self.writer.recover(self._stale_write_s):
+            log.warning("after a crash: %s", done)
+        self.ingestor = Ingestor(encoder, self.writer, cache, chunking)
         # Audio and images are optional: without their models, text keeps working and their routes say why not.
-        self.audio = AudioLibrary(transcriber, self.ingestor, blobs, audio_config) if transcriber else None
+        self.audio = AudioLibrary(transcriber, self.ingestor, audio_config) if transcriber else None
         self.audio_error = audio_error
         self.images = None
         if clip is not None and image_store is not None:
-            self.images = ImageLibrary(clip, image_store, self.ingestor, blobs, image_config, cache)
+            self.images = ImageLibrary(clip, image_store, self.ingestor, image_config, cache)
             self.ingestor.mirrors.append(ClipTextMirror(self.images))  # so pictures can find text
         self.image_error = image_error or ("the image store is not open" if image_store is None else None)
         self.reranker = reranker
@@ -144,39 +163,35 @@ class Library:
 
     def delete_item(self, item_id: str) -> None:
         item = self.get_item(item_id)
-        for store in self._stores():
-            store.delete_ids([item_id])
+        blob_keys: list[str] = []
         if item.modality == "image":
-            self._delete_image_blobs([item_id])
-        elif item.modality == "audio" and not self.store.document_hashes(item.collection, item.doc_id):
-            self.blobs.delete(item.doc_id)  # the recording's last window is gone
+            blob_keys = picture_blob_keys(item.collection, item.id)
+        elif item.modality == "audio" and list(self.store.document_modalities(item.collection, item.doc_id)) == [item_id]:
+            blob_keys = [recording_blob_key(item.collection, item.doc_id)]  # the recording's last window
+        self.writer.delete_items(item.collection, item.doc_id, [item_id], blob_keys)
 
     def delete_document(self, collection: str, doc_id: str) -> int:
         """Delete a document, recording or picture by its document id; returns the items removed."""
         self._require_collection(collection)
-        found = self.image_store.get(doc_id) if self.image_store is not None else None
-        picture = found is not None and found.modality == "image" and found.collection == collection
-        deleted = self.store.delete_document(collection, doc_id)  # chunks, windows, or a caption
-        if self.image_store is not None:
-            self.image_store.delete_document(collection, doc_id)  # a picture, or CLIP copies of chunks
-        if picture:
-            deleted = 1  # a picture is one item, whether it had a caption row or not
-            self._delete_image_blobs([doc_id])
-        if not deleted:
+        text_items = self.store.document_modalities(collection, doc_id)  # chunks, windows, or a caption
+        pictures = [i for i, m in (self.image_store.document_modalities(collection, doc_id) if self.image_store else {}).items() if m == "image"]
+        if not text_items and not pictures:
             raise NotFound(f"document {doc_id!r} does not exist in collection {collection!r}")
-        if not picture:
-            self.blobs.delete(doc_id)  # a recording's original, if it was one
-        return deleted
+        blob_keys = [key for picture in pictures for key in picture_blob_keys(collection, picture)]
+        if "audio" in text_items.values():
+            blob_keys.append(recording_blob_key(collection, doc_id))
+        self.writer.delete_documents(collection, [doc_id], blob_keys)
+        return len(pictures) or len(text_items)  # a picture is one item, whether it had a caption row or not
 
     def content(self, item_id: str) -> tuple[Item, BlobInfo, Path]:
         """The stored original behind an item: a picture, or the recording of an audio window."""
         item = self.get_item(item_id)
-        key = {"audio": item.doc_id, "image": item.id}.get(item.modality)
+        key = {"audio": recording_blob_key(item.collection, item.doc_id), "image": blob_key("picture", item.collection, item.id)}.get(item.modality)
         return item, *self._blob(item_id, key, "content")
 
     def thumbnail(self, item_id: str) -> tuple[Item, BlobInfo, Path]:
         item = self.get_item(item_id)
-        key = thumbnail_key(item.id) if item.modality == "image" else None
+        key = blob_key("thumbnail", item.collection, item.id) if item.modality == "image" else None
         return item, *self._blob(item_id, key, "thumbnail")
 
     def _blob(self, item_id: str, key: str | None, what: str) -> tuple[BlobInfo, Path]:
@@ -220,23 +235,19 @@ class Library:
     def _count_items(self, collection: str) -> int:
         return sum(store.count(collection, modalities) for store, modalities in self._item_spaces())
 
+    def doctor(self, fix: bool = False) -> Report:
+        """Check that the store and the blob store agree; with `fix`, repair what is safe to repair."""
+        return Doctor(self, self._stale_write_s).run(fix)
+
     def drop_collection(self, name: str) -> int:
         self._require_collection(name)
         recordings = self.store.document_ids(name, "audio")
         pictures = self.image_store.document_ids(name, "image") if self.image_store is not None else []
-        total = next((info.items for info in self.collections() if info.name == name), 0)
-        if self.image_store is not None:
-            self.image_store.drop_collection(name)
-        self.store.drop_collection(name)
-        for recording_id in recordings:
-            self.blobs.delete(recording_id)
-        self._delete_image_blobs(pictures)
+        total = self._count_items(name)
+        blob_keys = [recording_blob_key(name, recording) for recording in recordings]
+        blob_keys += [key for picture in pictures for key in picture_blob_keys(name, picture)]
+        self.writer.drop_collection(name, blob_keys)
         return total
-
-    def _delete_image_blobs(self, image_ids: Sequence[str]) -> None:
-        for image_id in image_ids:
-            self.blobs.delete(image_id)
-            self.blobs.delete(thumbnail_key(image_id))
 
     def _stores(self) -> list[MilvusStore]:
         return [store for store in (self.image_store, self.store) if store is not None]

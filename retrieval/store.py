@@ -35,6 +35,7 @@ from retrieval.store_schema import (
     DOUBLE_FIELDS,
     INT64_FIELDS,
     ITEM_FIELDS,
+    KEY_FIELDS,
     META_COLLECTION,
     META_DUMMY_VECTOR,
     SPACE_COLLECTION_PREFIX,
@@ -50,6 +51,7 @@ from retrieval.store_schema import (
     upsert_batches,
 )
 from retrieval.types import CollectionInfo, Hit, Item
+from retrieval.versions import Journal, Snapshot, Txn
 
 __all__ = ["MilvusStore", "StoreMismatch", "StoreUnavailable"]
 
@@ -60,6 +62,7 @@ MAX_TOP_K = 16384  # Milvus' limit for a search's limit
 LOAD_TIMEOUT_SECONDS = 600.0
 IN_LIST_BATCH = 500  # values per `field in [...]` expression
 MAX_LISTED = 16384  # Milvus' limit for a query's limit: the most items a listing can order
+SCAN_BATCH = 4096  # rows per page when scanning a whole space (the doctor)
 
 # Reads see every write this process made (pymilvus remembers the timestamp of its last write
 # to each collection) without waiting for the server's newest timestamp, as "Strong" does:
@@ -118,6 +121,9 @@ class MilvusStore:
         self._dimension: int | None = None
         self._space_loaded = False  # the space collection exists and is loaded for reads
         self._lite_path: str | None = None
+        # Which rows readers may see while writes are in progress (retrieval/versions.py); until a
+        # journal is attached every row is visible.
+        self._journal: Journal | None = None
         self._client = self._connect(token)
         try:
             self._ensure_registry()
@@ -293,7 +299,7 @@ class MilvusStore:
         only at the first upsert, with a Milvus error naming neither the cause nor the remedy."""
         description = self._call("describe_collection", self._space_collection)
         stored = {field["name"] for field in description["fields"]}
-        missing = [name for name in ("vector", *ITEM_FIELDS) if name not in stored]
+        missing = [name for name in ("row_id", "vector", *ITEM_FIELDS) if name not in stored]
         if missing:
             raise StoreMismatch(
                 f"{self._space_collection} in {redact(self.uri)} was created by an older version of Prism "
@@ -351,15 +357,21 @@ class MilvusStore:
         _check_collection_name(name)
         return self._meta_get(f"collection:{name}") is not None
 
+    def collection_names(self) -> list[str]:
+        """Registered collections, by name (without counting their items)."""
+        rows = self._query(META_COLLECTION, 'key like "collection:%"', ["key"])
+        return sorted(row["key"].removeprefix("collection:") for row in rows)
+
     def list_collections(self) -> list[CollectionInfo]:
         """Registered collections, by name, with their item counts."""
         with self._lock:
             rows = self._query(META_COLLECTION, 'key like "collection:%"', ["key", "value"])
             space_exists = self._space_exists()
             infos = []
+            snapshot = self.snapshot()
             for row in rows:
                 name = row["key"].removeprefix("collection:")
-                count = self._count(_collection_is(name)) if space_exists else 0
+                count = self._count(_collection_is(name) + _hidden_clause(snapshot, name)) if space_exists else 0
                 infos.append(CollectionInfo(name=name, items=count, created_at=row["value"]["created_at"]))
         return sorted(infos, key=lambda info: info.name)
 
@@ -375,11 +387,17 @@ class MilvusStore:
             self._meta_delete(f"collection:{name}")
         return deleted
 
+    def unregister_collection(self, name: str) -> None:
+        """Forget a collection's registration (its rows are removed separately)."""
+        _check_collection_name(name)
+        self._meta_delete(f"collection:{name}")
+
     def count(self, collection: str, modalities: Sequence[str]) -> int:
-        """Items of these modalities in a collection."""
+        """Visible items of these modalities in a collection."""
         if not self._space_exists():
             return 0
-        return self._count(f"{_collection_is(collection)} and {string_in('modality', list(modalities))}")
+        expression = f"{_collection_is(collection)} and {string_in('modality', list(modalities))}"
+        return self._count(expression + _hidden_clause(self.snapshot(), collection))
 
     def _count(self, filter_expr: str) -> int:
         rows = self._query(self._space_collection, filter_expr, ["count(*)"])
@@ -388,16 +406,29 @@ class MilvusStore:
     # ----------------------------------------------------------------- items
 
     def upsert(self, items: Sequence[Item]) -> None:
-        """Insert or replace items by id. Every item needs a vector of the space's dimension."""
+        """Insert or replace items by (id, version). Every item needs a vector of the space's dimension."""
+        self.upsert_rows(self.prepare_rows(items))
+
+    def prepare_rows(self, items: Sequence[Item]) -> list[list[dict[str, Any]]]:
+        """The rows of `items` in upsert batches, each checked against the schema: a ValueError naming
+        the item before anything is written."""
         if not items:
-            return
+            return []
         if self._dimension is None:
             raise RuntimeError("call ensure_space(dimension, model) before writing items")
-        batches = upsert_batches(items, self._dimension)
+        return upsert_batches(items, self._dimension)
+
+    def upsert_rows(self, batches: list[list[dict[str, Any]]]) -> None:
+        if not batches:
+            return
         with self._lock:
             for batch in batches:
                 self._call("upsert", self._space_collection, batch)
             self._seal_lite_writes(self._space_collection)
+
+    def has_rows(self, collection: str) -> bool:
+        """Whether any row of any version belongs to the collection."""
+        return self._space_exists() and bool(self._query(self._space_collection, _collection_is(collection), ["row_id"], limit=1))
 
     def _seal_lite_writes(self, collection: str) -> None:
         """On Milvus Lite, flush after every write. Lite searches unflushed rows by brute force
@@ -407,35 +438,41 @@ class MilvusStore:
         if self._kind == "milvus-lite":
             self._call("flush", collection)
 
+    def use_journal(self, journal: Journal) -> None:
+        """Hide from readers what the journal's writes in progress must hide (retrieval/versions.py)."""
+        self._journal = journal
+
+    def snapshot(self) -> Snapshot:
+        return self._journal.snapshot() if self._journal is not None else Snapshot()
+
     def get(self, item_id: str) -> Item | None:
-        """The item without its vector, or None."""
-        if not self._space_exists():
-            return None
-        # Not client.get(ids=...): pymilvus pastes ids into an expression unescaped.
-        rows = self._query(
-            self._space_collection, f"id == {string_literal(item_id)}", ITEM_FIELDS, limit=1
-        )
-        return item_from_row(rows[0]) if rows else None
+        """The visible version of the item, without its vector, or None."""
+        found = self.get_many([item_id])
+        return found[0] if found else None
 
     def newest(self, collection: str, modalities: Sequence[str], limit: int) -> list[tuple[int, str]]:
         """(created_at, id) of the `limit` newest items of these modalities in a collection, newest
         first. Milvus queries have no ORDER BY: the keys of at most MAX_LISTED items are read and
-        sorted here, which is cheap (two scalar fields) and exact for collections up to that size."""
+        sorted here, which is cheap (a few scalar fields) and exact for collections up to that size."""
         if not self._space_exists():
             return []
         expression = f"{_collection_is(collection)} and {string_in('modality', list(modalities))}"
-        rows = self._query(self._space_collection, expression, ["id", "created_at"], limit=MAX_LISTED)
-        keys = sorted(((int(row["created_at"]), row["id"]) for row in rows), key=lambda key: (-key[0], key[1]))
+        fields = ["id", "created_at", "collection", "doc_id", "version"]
+        rows = [_KeyRow(row) for row in self._query(self._space_collection, expression, fields, limit=MAX_LISTED)]
+        keys = sorted(((row.created_at, row.id) for row in self.snapshot().visible(rows)), key=lambda key: (-key[0], key[1]))
         return keys[:limit]
 
     def get_many(self, ids: Sequence[str]) -> list[Item]:
-        """Items by id (without vectors), in the order of `ids`; missing ids are left out."""
+        """Visible items by id (without vectors), in the order of `ids`; missing ids are left out."""
         if not ids or not self._space_exists():
             return []
-        found: dict[str, Item] = {}
+        rows: list[Item] = []
         for batch in _chunks(list(dict.fromkeys(ids)), IN_LIST_BATCH):
-            for row in self._query(self._space_collection, string_in("id", batch), ITEM_FIELDS):
-                found[row["id"]] = item_from_row(row)
+            rows += [item_from_row(row) for row in self._query(self._space_collection, string_in("id", batch), ITEM_FIELDS)]
+        found: dict[str, Item] = {}
+        for item in self.snapshot().visible(rows):
+            if item.id not in found or item.version > found[item.id].version:
+                found[item.id] = item
         return [found[item_id] for item_id in ids if item_id in found]
 
     def existing_ids(self, ids: Sequence[str]) -> list[str]:
@@ -471,7 +508,7 @@ class MilvusStore:
             for batch in _chunks(list(dict.fromkeys(doc_ids)), IN_LIST_BATCH):
                 expression = f"{_collection_is(collection)} and {string_in('doc_id', batch)}"
                 rows = self._query(self._space_collection, expression, ["id"])
-                stale.extend(row["id"] for row in rows if row["id"] not in keep)
+                stale.extend(dict.fromkeys(row["id"] for row in rows if row["id"] not in keep))
             self._delete_ids(stale)
         return len(stale)
 
@@ -483,25 +520,32 @@ class MilvusStore:
         rows = self._query(self._space_collection, expression, ["doc_id"])
         return list(dict.fromkeys(row["doc_id"] for row in rows))
 
+    def document_modalities(self, collection: str, doc_id: str) -> dict[str, str]:
+        """item id -> modality for every visible item of a document."""
+        if not self._space_exists():
+            return {}
+        rows = self._query(self._space_collection, _document_is(collection, doc_id), ["modality", *KEY_FIELDS[1:]])
+        return {row.id: row.modality for row in self.snapshot().visible([_KeyRow(row) for row in rows])}
+
     def document_hashes(self, collection: str, doc_id: str) -> dict[str, str]:
         """item id -> content hash for every item of a document."""
         if not self._space_exists():
             return {}
-        rows = self._query(
-            self._space_collection, _document_is(collection, doc_id), ["id", "content_hash"]
-        )
-        return {row["id"]: row["content_hash"] for row in rows}
+        rows = self._query(self._space_collection, _document_is(collection, doc_id), ["content_hash", *KEY_FIELDS[1:]])
+        return {row.id: row.content_hash for row in self.snapshot().visible([_KeyRow(row) for row in rows])}
 
-    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, list[float]]:
-        """Stored vectors of identical content (same hash) anywhere in this space, so that
-        re-ingested or duplicated text is not embedded again."""
+    def vectors_by_hash(self, hashes: Sequence[str], collection: str | None = None) -> dict[str, list[float]]:
+        """Stored vectors of identical content (same hash), so that re-ingested or duplicated text is
+        not embedded again. Within `collection` when given: whether content exists in a collection is
+        only told to those writing to it (neither the `reused` count nor the timing shows another's)."""
         wanted = list(dict.fromkeys(h for h in hashes if h))
         found: dict[str, list[float]] = {}
         if not wanted or not self._space_exists():
             return found
+        scope = "" if collection is None else f"{_collection_is(collection)} and "
         for batch in _chunks(wanted, IN_LIST_BATCH):
             rows = self._query(
-                self._space_collection, string_in("content_hash", batch), ["content_hash", "vector"]
+                self._space_collection, scope + string_in("content_hash", batch), ["content_hash", "vector"]
             )
             for row in rows:
                 if row["content_hash"] not in found:
@@ -521,29 +565,97 @@ class MilvusStore:
             )
         if not self._space_exists():
             return []
+        # While writes are in progress some rows may be hidden: ask for more, and for all if need be.
+        limit = top_k if not self.snapshot() else min(MAX_TOP_K, 2 * top_k + 50)
+        while True:
+            hits = self._search(vector, limit, filter_expr)
+            visible = {id(item) for item in self.snapshot().visible([hit.item for hit in hits])}
+            kept = [hit for hit in hits if id(hit.item) in visible]
+            if len(kept) >= top_k or len(hits) < limit or limit == MAX_TOP_K:
+                break
+            limit = min(MAX_TOP_K, limit * 4)
+        # Milvus returns them best first already; sorting makes it a guarantee of this API.
+        return sorted(kept, key=lambda hit: hit.score, reverse=True)[:top_k]
+
+    def _search(self, vector: Sequence[float], limit: int, filter_expr: str) -> list[Hit]:
         results = self._call(
             "search",
             self._space_collection,
             data=[[float(x) for x in vector]],
-            limit=top_k,
+            limit=limit,
             filter=filter_expr,
             output_fields=ITEM_FIELDS,
-            search_params=search_params(self._kind, top_k),
+            search_params=search_params(self._kind, limit),
             consistency_level=READ_CONSISTENCY,
         )
-        hits = [
-            Hit(item=item_from_row({**hit["entity"], "id": hit["id"]}), score=float(hit["distance"]))
+        return [
+            Hit(item=item_from_row(hit["entity"]), score=float(hit["distance"]))
             for hit in results[0]
             if hit["id"] != SESSION_CLOCK_ID  # only a filter without a collection could reach it
         ]
-        # Milvus returns them best first already; sorting makes it a guarantee of this API.
-        return sorted(hits, key=lambda hit: hit.score, reverse=True)
+
+    # ----------------------------------------------------------------- versions
+
+    def delete_version(self, collection: str, version: int) -> None:
+        """Remove every row one write stored (rolling it back)."""
+        with self._lock:
+            if self._space_exists():
+                self._delete(self._space_collection, f"{_collection_is(collection)} and version == {int(version)}")
+
+    def delete_replaced(self, txn: Txn) -> None:
+        """Remove the rows that the committed write `txn` replaced: older versions of its documents,
+        of its items, or of its whole collection."""
+        with self._lock:
+            if not self._space_exists():
+                return
+            older = f"{_collection_is(txn.collection)} and version < {int(txn.version)}"
+            if txn.whole_collection:
+                self._delete(self._space_collection, older)
+            for field, values in (("doc_id", txn.doc_ids), ("id", txn.item_ids)):
+                for batch in _chunks(list(values), IN_LIST_BATCH):
+                    self._delete(self._space_collection, f"{older} and {string_in(field, batch)}")
+
+    def rows_by_key(self, row_ids: Sequence[str]) -> list[Item]:
+        """Rows by primary key (one version each), with their vectors: for repairs."""
+        if not row_ids or not self._space_exists():
+            return []
+        found: list[Item] = []
+        for batch in _chunks(list(dict.fromkeys(row_ids)), IN_LIST_BATCH):
+            for row in self._query(self._space_collection, string_in("row_id", batch), [*ITEM_FIELDS, "vector"]):
+                item = item_from_row(row)
+                item.vector = [float(x) for x in row["vector"]]
+                found.append(item)
+        return found
+
+    def delete_rows(self, row_ids: Sequence[str]) -> None:
+        """Delete rows by primary key (one version of an item each)."""
+        with self._lock:
+            if self._space_exists():
+                for batch in _chunks(list(row_ids), IN_LIST_BATCH):
+                    self._delete(self._space_collection, string_in("row_id", batch))
+
+    def scan(self, fields: Sequence[str] = KEY_FIELDS, expression: str = 'row_id != ""') -> Iterator[list[dict[str, Any]]]:
+        """Every row matching `expression` (all of them by default), a page at a time, with `fields`.
+        Unfiltered by writes in progress: for the doctor, which sees everything."""
+        if not self._space_exists():
+            return
+        with self._lock:
+            iterator = self._call("query_iterator", self._space_collection, batch_size=SCAN_BATCH, filter=expression, output_fields=list(fields))
+        try:
+            while True:
+                with self._lock:
+                    page = iterator.next()
+                if not page:
+                    return
+                yield [row for row in page if row.get("row_id") != SESSION_CLOCK_ID]
+        finally:
+            iterator.close()
 
     def _existing_ids(self, ids: Sequence[str]) -> list[str]:
         existing: list[str] = []
         for batch in _chunks(ids, IN_LIST_BATCH):
             rows = self._query(self._space_collection, string_in("id", batch), ["id"])
-            existing.extend(row["id"] for row in rows)
+            existing.extend(dict.fromkeys(row["id"] for row in rows))
         return existing
 
     def _delete_ids(self, ids: Sequence[str]) -> None:
@@ -572,7 +684,7 @@ class MilvusStore:
         vector = [1.0] + [0.0] * (dimension - 1)  # COSINE cannot normalise a zero vector
         strings = {name: "" for name in VARCHAR_MAX_BYTES}
         numbers = {name: 0 for name in (*INT64_FIELDS, *DOUBLE_FIELDS)}
-        return {**strings, **numbers, "id": SESSION_CLOCK_ID, "vector": vector, "metadata": {}}
+        return {**strings, **numbers, "row_id": SESSION_CLOCK_ID, "id": SESSION_CLOCK_ID, "vector": vector, "metadata": {}}
 
 
 # --------------------------------------------------------------------- helpers
@@ -604,3 +716,35 @@ def _collection_is(name: str) -> str:
 
 def _document_is(collection: str, doc_id: str) -> str:
     return f"{_collection_is(collection)} and doc_id == {string_literal(doc_id)}"
+
+
+class _KeyRow:
+    """The key fields of a row, as versions.Snapshot reads them."""
+
+    __slots__ = ("id", "collection", "doc_id", "version", "created_at", "content_hash", "modality")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.id, self.collection, self.doc_id = row["id"], row["collection"], row["doc_id"]
+        self.modality = row.get("modality", "")
+        self.version = int(row.get("version") or 0)
+        self.created_at = int(row.get("created_at") or 0)
+        self.content_hash = row.get("content_hash", "")
+
+
+def _hidden_clause(snapshot: Snapshot, collection: str) -> str:
+    """" and not (...)": the rows of `collection` that writes in progress hide, as an expression (for
+    counts, which cannot be filtered row by row)."""
+    hidden = []
+    for txn in snapshot.txns:
+        if txn.collection != collection:
+            continue
+        if txn.state != "committed":
+            hidden.append(f"version == {int(txn.version)}")
+            continue
+        if txn.whole_collection:
+            hidden.append(f"version < {int(txn.version)}")
+            continue
+        targets = [string_in(field, values) for field, values in (("doc_id", txn.doc_ids), ("id", txn.item_ids)) if values]
+        if targets:
+            hidden.append(f"(version < {int(txn.version)} and ({' or '.join(targets)}))")
+    return f" and not ({' or '.join(hidden)})" if hidden else ""

@@ -24,7 +24,10 @@ SPACE_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 # VARCHAR fields of a space collection and their max_length. Milvus counts UTF-8 bytes, not
 # characters, so upsert checks byte lengths up front to fail with a message naming the item.
+# row_id, the primary key, is the item id and the version (row_key): a new version of a document is
+# written beside the old one, never over it (retrieval/versions.py).
 VARCHAR_MAX_BYTES: dict[str, int] = {
+    "row_id": 96,
     "id": 64,
     "collection": 255,
     "modality": 16,
@@ -34,15 +37,17 @@ VARCHAR_MAX_BYTES: dict[str, int] = {
     "text": 65535,
     "content_hash": 64,
 }
-INT64_FIELDS = ("position", "char_start", "char_end", "width", "height", "created_at")
+INT64_FIELDS = ("position", "char_start", "char_end", "width", "height", "created_at", "version")
 # Seconds into a recording, for audio segments (0 for everything else).
 DOUBLE_FIELDS = ("start_s", "end_s")
 # Everything an Item holds except its vector, in schema order.
 ITEM_FIELDS = [
     "id", "collection", "modality", "doc_id", "source", "title",
     "position", "char_start", "char_end", "width", "height", "start_s", "end_s", "text", "content_hash",
-    "created_at", "metadata",
+    "created_at", "version", "metadata",
 ]  # fmt: skip
+# Enough to tell which version of which document a row belongs to (visibility, doctor).
+KEY_FIELDS = ["row_id", "id", "collection", "modality", "doc_id", "version"]
 
 META_KEY_MAX_BYTES = 512  # "collection:" + a 255-byte name fits with room to spare
 # Milvus requires every collection to have a vector field, even a plain key-value table.
@@ -80,9 +85,9 @@ def meta_index_params() -> IndexParams:
 def space_schema(dimension: int) -> CollectionSchema:
     """prism_{space}: one row per Item, with its vector of `dimension` floats."""
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=VARCHAR_MAX_BYTES["id"])
+    schema.add_field("row_id", DataType.VARCHAR, is_primary=True, max_length=VARCHAR_MAX_BYTES["row_id"])
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
-    for name in ("collection", "modality", "doc_id", "source", "title"):
+    for name in ("id", "collection", "modality", "doc_id", "source", "title"):
         schema.add_field(name, DataType.VARCHAR, max_length=VARCHAR_MAX_BYTES[name])
     for name in ("position", "char_start", "char_end", "width", "height"):  # width, height: images, in pixels
         schema.add_field(name, DataType.INT64)
@@ -91,6 +96,7 @@ def space_schema(dimension: int) -> CollectionSchema:
     schema.add_field("text", DataType.VARCHAR, max_length=VARCHAR_MAX_BYTES["text"])
     schema.add_field("content_hash", DataType.VARCHAR, max_length=VARCHAR_MAX_BYTES["content_hash"])
     schema.add_field("created_at", DataType.INT64)  # ms since the epoch
+    schema.add_field("version", DataType.INT64)  # the write that stored the row (retrieval/versions.py)
     schema.add_field("metadata", DataType.JSON)
     return schema
 
@@ -119,13 +125,18 @@ def search_params(kind: StoreKind, top_k: int) -> dict[str, Any]:
 # --------------------------------------------------------------------- rows
 
 
+def row_key(item_id: str, version: int) -> str:
+    """The primary key of an item's row in one version."""
+    return f"{item_id}@{version:x}"
+
+
 def upsert_batches(items: Sequence[Item], dimension: int) -> list[list[dict[str, Any]]]:
     """The rows of `items`, each checked against the schema (a ValueError before any row is
     written), in batches that one upsert call can take."""
-    # Last one wins for a repeated id, as it would across calls: Milvus may keep both rows
+    # Last one wins for a repeated key, as it would across calls: Milvus may keep both rows
     # of a batch that repeats a primary key.
-    rows_by_id = {item.id: _row_from_item(item, dimension) for item in items}
-    return list(_size_limited_batches(list(rows_by_id.values())))
+    rows_by_key = {row_key(item.id, item.version): _row_from_item(item, dimension) for item in items}
+    return list(_size_limited_batches(list(rows_by_key.values())))
 
 
 def _row_from_item(item: Item, dimension: int) -> dict[str, Any]:
@@ -141,9 +152,9 @@ def _row_from_item(item: Item, dimension: int) -> dict[str, Any]:
         raise ValueError(f"{label}: vector has shape {vector.shape}, the space has {dimension} dimensions")
     if not np.isfinite(vector).all():
         raise ValueError(f"{label}: vector contains NaN or infinity")
-    row: dict[str, Any] = {"vector": vector.tolist()}
+    row: dict[str, Any] = {"vector": vector.tolist(), "row_id": row_key(item.id, item.version)}
     for name, max_bytes in VARCHAR_MAX_BYTES.items():
-        value = getattr(item, name)
+        value = row["row_id"] if name == "row_id" else getattr(item, name)
         if not isinstance(value, str):
             raise ValueError(f"{label}: {name} must be a string, got {type(value).__name__}")
         if len(value.encode()) > max_bytes:
@@ -179,6 +190,7 @@ def item_from_row(row: dict[str, Any]) -> Item:
         text=row["text"],
         content_hash=row["content_hash"],
         created_at=int(row["created_at"]),
+        version=int(row.get("version") or 0),
         source=row["source"],
         title=row["title"],
         position=int(row["position"]),

@@ -49,6 +49,7 @@ class Item:
     end_s: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
     vector: list[float] | None = None
+    version: int = 0  # the write that stored this row; a document reads as one version (retrieval/versions.py)
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
 
-from retrieval.blobs import BlobInfo, BlobStore
+from retrieval.blobs import BlobInfo, BlobOwner, BlobStore, blob_key
 from retrieval.errors import NotFound
 
 
@@ -24,7 +25,7 @@ def test_put_info_path_delete_round_trip(tmp_path):
     assert store.info("abc123") == info
     path = store.path("abc123")
     assert path.read_bytes() == data
-    assert path.parent.name == "ab"  # fanned out by the key's first two characters
+    assert path.parent.name == hashlib.sha256(b"abc123").hexdigest()[:2]  # fanned out by a hash of the key
 
     assert store.delete("abc123") is True
     assert store.info("abc123") is None
@@ -110,3 +111,35 @@ def test_a_key_ending_in_json_does_not_collide_with_a_sidecar(tmp_path):
     assert store.path("x.json").read_bytes() == b"other"
     assert store.info("x").size == 5 and store.info("x.json").content_type == "application/json"
     assert store.keys() == ["x", "x.json"]
+
+
+def test_keys_that_share_a_prefix_spread_over_many_folders(tmp_path):
+    """Picture and recording keys all start with the same letters: the folders must not (issue 13.5)."""
+    store = BlobStore(tmp_path)
+    keys = [blob_key("picture", "default", f"img-{index:04d}") for index in range(512)]
+    for key in keys:
+        store.put(key, b"x", "image/png", "p.png")
+    folders = [entry for entry in tmp_path.iterdir() if entry.is_dir()]
+    assert len(folders) > 200  # 512 keys over 256 folders: a hash fills nearly all of them
+    assert max(len(list(folder.iterdir())) for folder in folders) <= 2 * 12  # two files per key, at most a dozen keys
+
+
+def test_keys_belong_to_one_collection_and_any_id_makes_a_valid_key(tmp_path):
+    store = BlobStore(tmp_path)
+    awkward = ["sub/notes.md", "a b", "naïve – ü.md", "back\\slash", "x" * 500, "..", "100%"]
+    keys = {blob_key("recording", collection, item) for collection in ("a", "b") for item in awkward}
+    assert len(keys) == 2 * len(awkward)  # a collection never shares a key with another
+    owner = BlobOwner("recording", "a", "sub/notes.md")
+    key = blob_key("recording", "a", "sub/notes.md")
+    store.put(key, b"data", "audio/wav", "notes.wav", owner)
+    assert store.info(key).owner == owner  # kept in the sidecar, for prism doctor
+    assert blob_key("picture", "a", "x") != blob_key("thumbnail", "a", "x") != blob_key("recording", "a", "x")
+
+
+def test_stray_files_are_temporary_files_and_data_without_a_sidecar(tmp_path):
+    store = BlobStore(tmp_path)
+    store.put("kept", b"x", "text/plain", "k")
+    shard = store.path("kept").parent
+    (shard / ".half-written.tmp").write_bytes(b"x")
+    (shard / "lonely.blob").write_bytes(b"x")
+    assert sorted(path.name for path in store.stray_files()) == [".half-written.tmp", "lonely.blob"]

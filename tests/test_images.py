@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pymilvus import MilvusClient
 
 from api.settings import Settings
 from api.state import open_clip_encoder, open_transcriber
@@ -10,7 +11,7 @@ from encoders import TextEncoderConfig, create_text_encoder
 from encoders.clip import ClipConfig, create_clip_encoder
 from retrieval import Library, MilvusStore, StoreMismatch
 from retrieval.blobs import BlobStore
-from retrieval.images import ImageLibrary
+from retrieval.images import ImageLibrary, picture_blob_keys
 from retrieval.cache import EmbeddingCache
 from retrieval.ingest import Ingestor
 from tests.conftest import MINILM
@@ -59,15 +60,16 @@ def test_a_failed_ingest_leaves_no_blob_and_no_vector(library):
     images = library.require_images()
     kept = images.ingest("c", [picture("red", "circle", "a red ball")(images)])
     blobs_before = library.blobs.keys()
-    assert blobs_before == sorted([kept.ids[0], kept.ids[0] + ".thumb"])
+    assert blobs_before == sorted(picture_blob_keys("c", kept.ids[0]))
     # The text space fails after the pictures' originals, thumbnails and vectors were written (a real
-    # failure: its store is closed), so the captions cannot be stored.
-    library.store.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    # failure: its Milvus collection is dropped out from under it), so the captions cannot be stored.
+    MilvusClient(library.store.uri).drop_collection("prism_text")
+    with pytest.raises(Exception, match="prism_text|collection"):
         images.ingest("c", [picture("blue", "square", "a blue box")(images), picture("red", "circle", "a red ball")(images)])
     assert library.blobs.keys() == blobs_before  # the new picture's files are gone, the old one's kept
-    assert library.image_store.existing_ids(kept.ids + ["img-does-not-exist"]) == kept.ids
-    assert library.image_store.list_collections()[0].items == 1
+    assert [item.id for item in library.image_store.get_many(kept.ids + ["img-does-not-exist"])] == kept.ids
+    assert library.image_store.count("c", ("image",)) == 1  # the new picture's row is gone
+    assert library.image_store.get(kept.ids[0]).text == "a red ball"  # and the old one reads as before
 
 
 def test_an_image_space_built_by_another_clip_is_refused(library, tiny_clip_dir):
@@ -76,7 +78,7 @@ def test_an_image_space_built_by_another_clip_is_refused(library, tiny_clip_dir)
     # The same weights under another name: Prism cannot know they match, so it refuses.
     other = create_clip_encoder(ClipConfig(model=TINY_CLIP_NAME, pretrained=str(tiny_clip_dir / CHECKPOINT_FILE)))
     with pytest.raises(StoreMismatch, match="image index"):
-        ImageLibrary(other, library.image_store, Ingestor(library.encoder, library.store, EmbeddingCache(0)), library.blobs)
+        ImageLibrary(other, library.image_store, Ingestor(library.encoder, library.writer, EmbeddingCache(0)))
 
 
 def test_text_chunks_get_clip_copies_that_follow_their_document(library):
