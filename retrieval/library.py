@@ -25,7 +25,7 @@ from retrieval.errors import InvalidInput, ModalityUnavailable, NotFound
 from retrieval.extract import extract_text
 from retrieval.images import ClipTextMirror, ImageConfig, ImageLibrary, ImageUpload, thumbnail_key
 from retrieval.ingest import ChunkingConfig, Ingestor, check_collection_name
-from retrieval.jobs import JobManager
+from retrieval.jobs import JobConfig, JobQueue
 from retrieval.search import Query, Searcher
 from retrieval.store import MilvusStore
 from retrieval.types import CollectionInfo, Document, IngestResult, Item, SearchResult
@@ -54,6 +54,7 @@ class Library:
         image_error: str | None = None,
         reranker: Reranker | None = None,
         rerank_error: str | None = None,
+        jobs: JobConfig | None = None,
     ) -> None:
         # Refuses to start on an index built by another model: mixing vector spaces corrupts search.
         store.ensure_space(encoder.info.dimension, encoder.info.name)
@@ -63,7 +64,8 @@ class Library:
         # be listed, served and deleted.
         self.image_store = image_store
         self.blobs = blobs
-        self.jobs = JobManager(workers=1)  # one at a time: a transcription already uses every core
+        # Background jobs on disk; their workers start once the Library is open (api/state.py).
+        self.jobs = JobQueue(jobs) if jobs is not None else None
         cache = EmbeddingCache(cache_size)
         self.ingestor = Ingestor(encoder, store, cache, chunking)
         # Audio and images are optional: without their models, text keeps working and their routes say why not.
@@ -247,7 +249,8 @@ class Library:
             raise NotFound(f"collection {name!r} does not exist")
 
     def close(self) -> None:
-        self.jobs.close()
+        if self.jobs is not None:
+            self.jobs.close()  # first: a running job uses the stores below
         if self.images is not None:
             self.images.close()
         close_reranker = getattr(self.reranker, "close", None)  # an HTTP client's connections
