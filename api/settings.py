@@ -21,6 +21,7 @@ from encoders.whisper import WhisperConfig
 from retrieval import ChunkingConfig
 from retrieval.audio import AudioConfig
 from retrieval.images import ImageConfig
+from retrieval.jobs import JobConfig
 
 CONFIG_FILE_ENV = "PRISM_CONFIG"  # path of an optional TOML file with the same keys, lowercase
 DEFAULT_CONFIG_FILE = "prism.toml"
@@ -68,6 +69,12 @@ class Settings(BaseSettings):
     audio_max_bytes: int = Field(200 * 1024 * 1024, description="Largest audio upload (413 above).")
     audio_max_seconds: float = Field(4 * 3600, description="Longest recording (413 above).")
     audio_job_threshold_s: float = Field(60.0, description="Uploads longer than this are processed as a background job.")
+
+    # Background jobs (DATA_DIR/jobs, shared by replicas)
+    job_queue_size: int = Field(32, ge=1, description="Background jobs waiting or running (across replicas) before another long upload is refused with 503.")
+    job_retention_s: float = Field(7 * 24 * 3600.0, gt=0, description="How long a finished job's status stays readable; then its record is deleted.")
+    job_max_kept: int = Field(1000, ge=1, description="Finished jobs whose status is kept at most; the oldest beyond are deleted.")
+    job_lease_s: float = Field(60.0, gt=0, description="A replica running a job renews its claim every quarter of this; a claim not renewed for this long is taken over by another replica.")
 
     # Images
     image_model: str = Field("ViT-B-32", description="OpenCLIP model: an architecture name (ViT-B-32), `hf-hub:org/repo`, or `local-dir:/path` (open_clip_config.json and weights); empty disables images.")
@@ -167,6 +174,16 @@ class Settings(BaseSettings):
             max_bytes=self.audio_max_bytes,
             max_duration_s=self.audio_max_seconds,
             job_threshold_s=self.audio_job_threshold_s,
+        )
+
+    def job_config(self) -> JobConfig:
+        return JobConfig(
+            root=self.data_dir / "jobs",
+            queue_size=self.job_queue_size,
+            retention_s=self.job_retention_s,
+            max_kept=self.job_max_kept,
+            lease_s=self.job_lease_s,
+            poll_s=min(5.0, self.job_lease_s / 4),
         )
 
     def clip_config(self) -> ClipConfig:

@@ -2,7 +2,8 @@
 
 Until the Library is ready, /readyz and every /v1 route answer 503 with the reason. A backend that is
 down at start (an SGLang server still loading, a Milvus server still booting) is retried with backoff;
-a wrong configuration (an index built by another model) is reported and not retried.
+a wrong configuration (an index built by another model) is reported and not retried. Once the Library
+is open, the background jobs a previous run left unfinished resume (retrieval/jobs.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import threading
 from typing import Callable, TypeVar
 
+from api.jobs import job_handlers
 from api.settings import Settings
 from encoders import EncoderUnavailable, create_text_encoder
 from encoders.base import set_cpu_threads
@@ -59,11 +61,28 @@ def open_library(settings: Settings) -> Library:
             image_error=image_error,
             reranker=reranker,
             rerank_error=rerank_error,
+            jobs=settings.job_config(),
         )
     except BaseException:
         for opened in stores:
             opened.close()
         raise
+
+
+def open_serving_library(settings: Settings) -> Library:
+    """open_library, and its background jobs running: what the server (and the CLI's in-process app)
+    serves. Jobs left unfinished by a restart or a crash run first (queued ones, and those running
+    when the process died: they run again from the start). Other users of open_library run no jobs."""
+    library = open_library(settings)
+    try:
+        if library.jobs is not None:
+            handlers = job_handlers(library)
+            library.jobs.start(handlers)
+            log.info("background jobs: running %s", ", ".join(sorted(handlers)) or "no kinds (their models are missing)")
+    except BaseException:
+        library.close()
+        raise
+    return library
 
 
 def load_optional(modality: str, load: Callable[[], T]) -> tuple[T | None, str | None]:
@@ -116,7 +135,7 @@ class AppState:
         attempt = 0
         while not self._stop.is_set():
             try:
-                self.library = open_library(self.settings)
+                self.library = open_serving_library(self.settings)
                 self.error = None
                 info = self.library.text_model
                 log.info("ready: text model %s (%d-d), store %s", info.name, info.dimension, self.library.store.kind)

@@ -27,7 +27,7 @@ from retrieval.errors import InvalidInput, ModalityUnavailable, NotFound
 from retrieval.extract import extract_text
 from retrieval.images import ClipTextMirror, ImageConfig, ImageLibrary, ImageUpload, picture_blob_keys
 from retrieval.ingest import ChunkingConfig, Ingestor, check_collection_name
-from retrieval.jobs import JobManager
+from retrieval.jobs import JobConfig, JobQueue
 from retrieval.search import Query, Searcher
 from retrieval.store import MilvusStore
 from retrieval.types import CollectionInfo, Document, IngestResult, Item, SearchResult
@@ -65,6 +65,7 @@ class Library:
         reranker: Reranker | None = None,
         rerank_error: str | None = None,
         journal: Journal | None = None,
+        jobs: JobConfig | None = None,
     ) -> None:
         """`journal`: the write journal (retrieval/versions.py); by default in a folder `journal` beside
         the blob store's, which is where open_library puts it (DATA_DIR/journal)."""
@@ -76,7 +77,8 @@ class Library:
         # be listed, served and deleted.
         self.image_store = image_store
         self.blobs = blobs
-        self.jobs = JobManager(workers=1)  # one at a time: a transcription already uses every core
+        # Background jobs on disk; their workers start once the Library is open (api/state.py).
+        self.jobs = JobQueue(jobs) if jobs is not None else None
         cache = EmbeddingCache(cache_size)
         spaces = {"text": store, **({"image": image_store} if image_store is not None else {})}
         journal = journal or Journal(Path(blobs.root).parent / "journal", shared=store.kind == "milvus")
@@ -258,7 +260,8 @@ class Library:
             raise NotFound(f"collection {name!r} does not exist")
 
     def close(self) -> None:
-        self.jobs.close()
+        if self.jobs is not None:
+            self.jobs.close()  # first: a running job uses the stores below
         if self.images is not None:
             self.images.close()
         close_reranker = getattr(self.reranker, "close", None)  # an HTTP client's connections
