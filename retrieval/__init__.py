@@ -8,7 +8,14 @@ from retrieval.library import Library, UploadedFile
 from retrieval.search import Query
 from retrieval.store import MilvusStore
 from retrieval.store_errors import StoreMismatch, StoreUnavailable
-from retrieval.types import CollectionInfo, Document, Hit, IngestResult, Item, SearchResult
+from retrieval.types import (
+    CollectionInfo,
+    Document,
+    Hit,
+    IngestResult,
+    Item,
+    SearchResult,
+)
 
 __all__ = [
     "ChunkingConfig",

@@ -20,7 +20,13 @@ from encoders.audio import SAMPLE_RATE, decode_audio, probe_duration_s
 from encoders.whisper import Segment, Transcriber, Transcript
 from retrieval.blobs import BlobOwner, blob_key
 from retrieval.errors import InvalidInput
-from retrieval.ingest import Ingestor, check_collection_name, check_metadata, content_hash, item_id
+from retrieval.ingest import (
+    Ingestor,
+    check_collection_name,
+    check_metadata,
+    content_hash,
+    item_id,
+)
 from retrieval.timing import StageTimer
 from retrieval.types import IngestResult, Item
 from retrieval.writes import BlobWrite

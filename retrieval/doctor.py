@@ -224,7 +224,9 @@ class Doctor:
         self.spaces["image"].upsert(mirror_copies)
 
     def _add_caption(self, problem: Problem) -> None:
-        from retrieval.images import caption_item  # images imports the encoders' CLIP code
+        from retrieval.images import (
+            caption_item,  # images imports the encoders' CLIP code
+        )
 
         captions = [caption_item(self.spaces["image"].get(problem.id))]
         self.library.ingestor.attach_vectors(problem.collection, captions)

@@ -21,12 +21,24 @@ from typing import Any, Sequence
 import numpy as np
 
 from encoders.clip import ClipEncoder, ClipInfo
-from encoders.images import MAX_BYTES, MAX_PIXELS, THUMBNAIL_CONTENT_TYPE, DecodedImage, decode_image, thumbnail
+from encoders.images import (
+    MAX_BYTES,
+    MAX_PIXELS,
+    THUMBNAIL_CONTENT_TYPE,
+    DecodedImage,
+    decode_image,
+    thumbnail,
+)
 from retrieval.batching import MicroBatcher
 from retrieval.blobs import BlobOwner, blob_key
 from retrieval.cache import EmbeddingCache
 from retrieval.errors import InvalidInput
-from retrieval.ingest import Ingestor, check_collection_name, check_metadata, content_hash
+from retrieval.ingest import (
+    Ingestor,
+    check_collection_name,
+    check_metadata,
+    content_hash,
+)
 from retrieval.store import MilvusStore
 from retrieval.timing import StageTimer
 from retrieval.types import Hit, IngestResult, Item

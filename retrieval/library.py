@@ -25,7 +25,13 @@ from retrieval.cache import EmbeddingCache
 from retrieval.doctor import Doctor, Report
 from retrieval.errors import InvalidInput, ModalityUnavailable, NotFound
 from retrieval.extract import extract_text
-from retrieval.images import ClipTextMirror, ImageConfig, ImageLibrary, ImageUpload, picture_blob_keys
+from retrieval.images import (
+    ClipTextMirror,
+    ImageConfig,
+    ImageLibrary,
+    ImageUpload,
+    picture_blob_keys,
+)
 from retrieval.ingest import ChunkingConfig, Ingestor, check_collection_name
 from retrieval.jobs import JobConfig, JobQueue
 from retrieval.search import Query, Searcher

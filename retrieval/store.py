@@ -1,10 +1,11 @@
 """The vector store: Items and their vectors in Milvus (Milvus Lite or a Milvus server).
 
 Layout in Milvus
-  prism_{space}  one physical collection per vector space ("text" now, an image space later,
-                 each with its own dimension). Users' "collections" are not Milvus collections
-                 but the typed field `collection` on each row, so creating one is free and a
-                 search across them is one query.
+  prism_{space}  one physical collection per vector space ("text" and "image", each with its
+                 own dimension). Users' "collections" are not Milvus collections but the typed
+                 field `collection` on each row, so creating one is free and a search across
+                 them is one query. A row is one version of an item: its primary key `row_id`
+                 is the item id and the version (retrieval/versions.py).
   prism_meta     a small registry: which model built each space, and which user collections
                  exist (key -> JSON value).
 
@@ -12,81 +13,63 @@ Lite and server differ in a few ways that this module hides (see the notes inlin
 type and search parameters, what delete() returns, whether existing collections open loaded,
 and when a delete becomes visible to reads.
 
-This module is the MilvusStore and how it talks to Milvus. Beside it: store_schema (the
-collections' fields, schemas and indexes, Item <-> row), store_errors (StoreUnavailable,
-StoreMismatch, telling an unreachable Milvus from an error) and lite_server (Milvus Lite's
-in-process servers).
+This module is the MilvusStore: how it talks to Milvus, and its vector space. Its other parts:
+store_items (item rows: writes, reads filtered by the write journal, search, versions),
+store_registry (prism_meta and user collections). Beside them: store_schema (the collections'
+fields, schemas and indexes, Item <-> row), store_errors (StoreUnavailable, StoreMismatch,
+telling an unreachable Milvus from an error) and lite_server (Milvus Lite's in-process servers).
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pymilvus import MilvusClient
 
-from retrieval.filters import string_in, string_literal
 from retrieval.lite_server import lite_acquired, lite_released
-from retrieval.store_errors import StoreMismatch, StoreUnavailable, is_unavailable_error, reason, redact
+from retrieval.store_errors import (
+    StoreMismatch,
+    StoreUnavailable,
+    is_unavailable_error,
+    reason,
+    redact,
+)
+from retrieval.store_items import (
+    IN_LIST_BATCH,
+    MAX_LISTED,
+    MAX_TOP_K,
+    SESSION_CLOCK_ID,
+    ItemRows,
+)
+from retrieval.store_registry import CollectionRegistry
 from retrieval.store_schema import (
     DOUBLE_FIELDS,
     INT64_FIELDS,
     ITEM_FIELDS,
-    KEY_FIELDS,
     META_COLLECTION,
     META_DUMMY_VECTOR,
+    READ_CONSISTENCY,
     SPACE_COLLECTION_PREFIX,
     SPACE_NAME_PATTERN,
     VARCHAR_MAX_BYTES,
     StoreKind,
-    item_from_row,
-    meta_index_params,
-    meta_schema,
-    search_params,
     space_index_params,
     space_schema,
-    upsert_batches,
 )
-from retrieval.types import CollectionInfo, Hit, Item
-from retrieval.versions import Journal, Snapshot, Txn
+from retrieval.versions import Journal
 
-__all__ = ["MilvusStore", "StoreMismatch", "StoreUnavailable"]
+__all__ = ["IN_LIST_BATCH", "MAX_LISTED", "MAX_TOP_K", "MilvusStore", "StoreMismatch", "StoreUnavailable"]
 
 MAX_DIMENSION = 32768  # Milvus' limit for FLOAT_VECTOR
-MAX_TOP_K = 16384  # Milvus' limit for a search's limit
 # Loading a large collection into memory (Lite on open, a server after a restart) can take
 # minutes, and is not a sign of an unreachable server.
 LOAD_TIMEOUT_SECONDS = 600.0
-IN_LIST_BATCH = 500  # values per `field in [...]` expression
-MAX_LISTED = 16384  # Milvus' limit for a query's limit: the most items a listing can order
-SCAN_BATCH = 4096  # rows per page when scanning a whole space (the doctor)
-
-# Reads see every write this process made (pymilvus remembers the timestamp of its last write
-# to each collection) without waiting for the server's newest timestamp, as "Strong" does:
-# measured on the Milvus 2.3 server, Strong costs ~0.5 s per query or search, Session ~3 ms.
-# Writes by other processes become visible within about a second. Lite sees all writes at once.
-READ_CONSISTENCY = "Session"
-
-# Primary key of the marker row that a delete on a server is followed by (see _delete).
-SESSION_CLOCK_ID = "prism:session-clock"
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-T = TypeVar("T")
-
-
-def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-class MilvusStore:
+class MilvusStore(CollectionRegistry, ItemRows):
     """Items of one vector space in Milvus, plus the registry of user collections.
 
     `uri` is a file path ending in ".db" for Milvus Lite (its parent directory is created), or
@@ -224,31 +207,6 @@ class MilvusStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # ----------------------------------------------------------------- registry
-
-    def _ensure_registry(self) -> None:
-        if self._call("has_collection", META_COLLECTION):
-            self._load(META_COLLECTION)
-            return
-        self._call(
-            "create_collection",
-            META_COLLECTION,
-            schema=meta_schema(),
-            index_params=meta_index_params(),
-            consistency_level=READ_CONSISTENCY,
-        )
-
-    def _meta_get(self, key: str) -> dict[str, Any] | None:
-        rows = self._query(META_COLLECTION, f"key == {string_literal(key)}", ["value"], limit=1)
-        return dict(rows[0]["value"]) if rows else None
-
-    def _meta_put(self, key: str, value: dict[str, Any]) -> None:
-        row = {"key": key, "vector": META_DUMMY_VECTOR, "value": value}
-        self._call("upsert", META_COLLECTION, [row])
-
-    def _meta_delete(self, key: str) -> None:
-        self._delete(META_COLLECTION, f"key == {string_literal(key)}")
-
     # ----------------------------------------------------------------- vector space
 
     def ensure_space(self, dimension: int, model: str) -> None:
@@ -341,95 +299,6 @@ class MilvusStore:
         # server keeps them loaded, and loading a loaded collection is a no-op.
         self._call("load_collection", collection, timeout=max(self._timeout, LOAD_TIMEOUT_SECONDS))
 
-    # ----------------------------------------------------------------- user collections
-
-    def create_collection(self, name: str) -> bool:
-        """Register a user collection. Returns False if it already existed (nothing changes)."""
-        _check_collection_name(name)
-        key = f"collection:{name}"
-        with self._lock:
-            if self._meta_get(key) is not None:
-                return False
-            self._meta_put(key, {"created_at": _now_ms()})
-            return True
-
-    def has_collection(self, name: str) -> bool:
-        _check_collection_name(name)
-        return self._meta_get(f"collection:{name}") is not None
-
-    def collection_names(self) -> list[str]:
-        """Registered collections, by name (without counting their items)."""
-        rows = self._query(META_COLLECTION, 'key like "collection:%"', ["key"])
-        return sorted(row["key"].removeprefix("collection:") for row in rows)
-
-    def list_collections(self) -> list[CollectionInfo]:
-        """Registered collections, by name, with their item counts."""
-        with self._lock:
-            rows = self._query(META_COLLECTION, 'key like "collection:%"', ["key", "value"])
-            space_exists = self._space_exists()
-            infos = []
-            snapshot = self.snapshot()
-            for row in rows:
-                name = row["key"].removeprefix("collection:")
-                count = self._count(_collection_is(name) + _hidden_clause(snapshot, name)) if space_exists else 0
-                infos.append(CollectionInfo(name=name, items=count, created_at=row["value"]["created_at"]))
-        return sorted(infos, key=lambda info: info.name)
-
-    def drop_collection(self, name: str) -> int:
-        """Delete a collection's items, then its registry entry. Returns the items deleted."""
-        _check_collection_name(name)
-        with self._lock:
-            deleted = 0
-            if self._space_exists():
-                deleted = self._count(_collection_is(name))
-                if deleted:
-                    self._delete(self._space_collection, _collection_is(name))
-            self._meta_delete(f"collection:{name}")
-        return deleted
-
-    def unregister_collection(self, name: str) -> None:
-        """Forget a collection's registration (its rows are removed separately)."""
-        _check_collection_name(name)
-        self._meta_delete(f"collection:{name}")
-
-    def count(self, collection: str, modalities: Sequence[str]) -> int:
-        """Visible items of these modalities in a collection."""
-        if not self._space_exists():
-            return 0
-        expression = f"{_collection_is(collection)} and {string_in('modality', list(modalities))}"
-        return self._count(expression + _hidden_clause(self.snapshot(), collection))
-
-    def _count(self, filter_expr: str) -> int:
-        rows = self._query(self._space_collection, filter_expr, ["count(*)"])
-        return int(rows[0]["count(*)"])
-
-    # ----------------------------------------------------------------- items
-
-    def upsert(self, items: Sequence[Item]) -> None:
-        """Insert or replace items by (id, version). Every item needs a vector of the space's dimension."""
-        self.upsert_rows(self.prepare_rows(items))
-
-    def prepare_rows(self, items: Sequence[Item]) -> list[list[dict[str, Any]]]:
-        """The rows of `items` in upsert batches, each checked against the schema: a ValueError naming
-        the item before anything is written."""
-        if not items:
-            return []
-        if self._dimension is None:
-            raise RuntimeError("call ensure_space(dimension, model) before writing items")
-        return upsert_batches(items, self._dimension)
-
-    def upsert_rows(self, batches: list[list[dict[str, Any]]]) -> None:
-        if not batches:
-            return
-        with self._lock:
-            for batch in batches:
-                self._call("upsert", self._space_collection, batch)
-            self._seal_lite_writes(self._space_collection)
-
-    def has_rows(self, collection: str) -> bool:
-        """Whether any row of any version belongs to the collection."""
-        return self._space_exists() and bool(self._query(self._space_collection, _collection_is(collection), ["row_id"], limit=1))
-
     def _seal_lite_writes(self, collection: str) -> None:
         """On Milvus Lite, flush after every write. Lite searches unflushed rows by brute force
         in Python: measured at 10k rows, 370 ms per search unflushed against 16-23 ms flushed,
@@ -437,232 +306,6 @@ class MilvusStore:
         server seals segments by itself and rate-limits flushes, so it is left alone."""
         if self._kind == "milvus-lite":
             self._call("flush", collection)
-
-    def use_journal(self, journal: Journal) -> None:
-        """Hide from readers what the journal's writes in progress must hide (retrieval/versions.py)."""
-        self._journal = journal
-
-    def snapshot(self) -> Snapshot:
-        return self._journal.snapshot() if self._journal is not None else Snapshot()
-
-    def get(self, item_id: str) -> Item | None:
-        """The visible version of the item, without its vector, or None."""
-        found = self.get_many([item_id])
-        return found[0] if found else None
-
-    def newest(self, collection: str, modalities: Sequence[str], limit: int) -> list[tuple[int, str]]:
-        """(created_at, id) of the `limit` newest items of these modalities in a collection, newest
-        first. Milvus queries have no ORDER BY: the keys of at most MAX_LISTED items are read and
-        sorted here, which is cheap (a few scalar fields) and exact for collections up to that size."""
-        if not self._space_exists():
-            return []
-        expression = f"{_collection_is(collection)} and {string_in('modality', list(modalities))}"
-        fields = ["id", "created_at", "collection", "doc_id", "version"]
-        rows = [_KeyRow(row) for row in self._query(self._space_collection, expression, fields, limit=MAX_LISTED)]
-        keys = sorted(((row.created_at, row.id) for row in self.snapshot().visible(rows)), key=lambda key: (-key[0], key[1]))
-        return keys[:limit]
-
-    def get_many(self, ids: Sequence[str]) -> list[Item]:
-        """Visible items by id (without vectors), in the order of `ids`; missing ids are left out."""
-        if not ids or not self._space_exists():
-            return []
-        rows: list[Item] = []
-        for batch in _chunks(list(dict.fromkeys(ids)), IN_LIST_BATCH):
-            rows += [item_from_row(row) for row in self._query(self._space_collection, string_in("id", batch), ITEM_FIELDS)]
-        found: dict[str, Item] = {}
-        for item in self.snapshot().visible(rows):
-            if item.id not in found or item.version > found[item.id].version:
-                found[item.id] = item
-        return [found[item_id] for item_id in ids if item_id in found]
-
-    def existing_ids(self, ids: Sequence[str]) -> list[str]:
-        """Which of `ids` are stored."""
-        with self._lock:
-            if not self._space_exists():
-                return []
-            return self._existing_ids(list(dict.fromkeys(ids)))
-
-    def delete_ids(self, ids: Iterable[str]) -> int:
-        """Delete items by id. Returns how many existed."""
-        with self._lock:
-            if not self._space_exists():
-                return 0
-            existing = self._existing_ids(list(dict.fromkeys(ids)))
-            self._delete_ids(existing)
-        return len(existing)
-
-    def delete_document(self, collection: str, doc_id: str, keep_ids: Sequence[str] = ()) -> int:
-        """Delete a document's items except `keep_ids`. Returns the count."""
-        return self.delete_documents(collection, [doc_id], keep_ids)
-
-    def delete_documents(self, collection: str, doc_ids: Sequence[str], keep_ids: Sequence[str] = ()) -> int:
-        """Delete the items of several documents except `keep_ids`, with one query per batch of
-        documents rather than one per document (each query scans the collection on Lite).
-        Re-ingestion upserts the new chunks first and then calls this, so a document is never
-        missing. Returns the count."""
-        keep = set(keep_ids)
-        with self._lock:
-            if not self._space_exists():
-                return 0
-            stale: list[str] = []
-            for batch in _chunks(list(dict.fromkeys(doc_ids)), IN_LIST_BATCH):
-                expression = f"{_collection_is(collection)} and {string_in('doc_id', batch)}"
-                rows = self._query(self._space_collection, expression, ["id"])
-                stale.extend(dict.fromkeys(row["id"] for row in rows if row["id"] not in keep))
-            self._delete_ids(stale)
-        return len(stale)
-
-    def document_ids(self, collection: str, modality: str) -> list[str]:
-        """The distinct document ids of one modality in a collection (e.g. its recordings)."""
-        if not self._space_exists():
-            return []
-        expression = f"{_collection_is(collection)} and modality == {string_literal(modality)}"
-        rows = self._query(self._space_collection, expression, ["doc_id"])
-        return list(dict.fromkeys(row["doc_id"] for row in rows))
-
-    def document_modalities(self, collection: str, doc_id: str) -> dict[str, str]:
-        """item id -> modality for every visible item of a document."""
-        if not self._space_exists():
-            return {}
-        rows = self._query(self._space_collection, _document_is(collection, doc_id), ["modality", *KEY_FIELDS[1:]])
-        return {row.id: row.modality for row in self.snapshot().visible([_KeyRow(row) for row in rows])}
-
-    def document_hashes(self, collection: str, doc_id: str) -> dict[str, str]:
-        """item id -> content hash for every item of a document."""
-        if not self._space_exists():
-            return {}
-        rows = self._query(self._space_collection, _document_is(collection, doc_id), ["content_hash", *KEY_FIELDS[1:]])
-        return {row.id: row.content_hash for row in self.snapshot().visible([_KeyRow(row) for row in rows])}
-
-    def vectors_by_hash(self, hashes: Sequence[str], collection: str | None = None) -> dict[str, list[float]]:
-        """Stored vectors of identical content (same hash), so that re-ingested or duplicated text is
-        not embedded again. Within `collection` when given: whether content exists in a collection is
-        only told to those writing to it (neither the `reused` count nor the timing shows another's)."""
-        wanted = list(dict.fromkeys(h for h in hashes if h))
-        found: dict[str, list[float]] = {}
-        if not wanted or not self._space_exists():
-            return found
-        scope = "" if collection is None else f"{_collection_is(collection)} and "
-        for batch in _chunks(wanted, IN_LIST_BATCH):
-            rows = self._query(
-                self._space_collection, scope + string_in("content_hash", batch), ["content_hash", "vector"]
-            )
-            for row in rows:
-                if row["content_hash"] not in found:
-                    found[row["content_hash"]] = [float(x) for x in row["vector"]]
-        return found
-
-    def search(self, vector: Sequence[float], top_k: int, filter_expr: str) -> list[Hit]:
-        """The top_k items nearest to `vector` among those matching `filter_expr` (an
-        expression from retrieval.filters.build_filter), best first. Scores are cosine
-        similarities."""
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
-        if self._dimension is not None and len(vector) != self._dimension:
-            raise ValueError(
-                f"query vector has {len(vector)} dimensions, the {self.space} space has "
-                f"{self._dimension}"
-            )
-        if not self._space_exists():
-            return []
-        # While writes are in progress some rows may be hidden: ask for more, and for all if need be.
-        limit = top_k if not self.snapshot() else min(MAX_TOP_K, 2 * top_k + 50)
-        while True:
-            hits = self._search(vector, limit, filter_expr)
-            visible = {id(item) for item in self.snapshot().visible([hit.item for hit in hits])}
-            kept = [hit for hit in hits if id(hit.item) in visible]
-            if len(kept) >= top_k or len(hits) < limit or limit == MAX_TOP_K:
-                break
-            limit = min(MAX_TOP_K, limit * 4)
-        # Milvus returns them best first already; sorting makes it a guarantee of this API.
-        return sorted(kept, key=lambda hit: hit.score, reverse=True)[:top_k]
-
-    def _search(self, vector: Sequence[float], limit: int, filter_expr: str) -> list[Hit]:
-        results = self._call(
-            "search",
-            self._space_collection,
-            data=[[float(x) for x in vector]],
-            limit=limit,
-            filter=filter_expr,
-            output_fields=ITEM_FIELDS,
-            search_params=search_params(self._kind, limit),
-            consistency_level=READ_CONSISTENCY,
-        )
-        return [
-            Hit(item=item_from_row(hit["entity"]), score=float(hit["distance"]))
-            for hit in results[0]
-            if hit["id"] != SESSION_CLOCK_ID  # only a filter without a collection could reach it
-        ]
-
-    # ----------------------------------------------------------------- versions
-
-    def delete_version(self, collection: str, version: int) -> None:
-        """Remove every row one write stored (rolling it back)."""
-        with self._lock:
-            if self._space_exists():
-                self._delete(self._space_collection, f"{_collection_is(collection)} and version == {int(version)}")
-
-    def delete_replaced(self, txn: Txn) -> None:
-        """Remove the rows that the committed write `txn` replaced: older versions of its documents,
-        of its items, or of its whole collection."""
-        with self._lock:
-            if not self._space_exists():
-                return
-            older = f"{_collection_is(txn.collection)} and version < {int(txn.version)}"
-            if txn.whole_collection:
-                self._delete(self._space_collection, older)
-            for field, values in (("doc_id", txn.doc_ids), ("id", txn.item_ids)):
-                for batch in _chunks(list(values), IN_LIST_BATCH):
-                    self._delete(self._space_collection, f"{older} and {string_in(field, batch)}")
-
-    def rows_by_key(self, row_ids: Sequence[str]) -> list[Item]:
-        """Rows by primary key (one version each), with their vectors: for repairs."""
-        if not row_ids or not self._space_exists():
-            return []
-        found: list[Item] = []
-        for batch in _chunks(list(dict.fromkeys(row_ids)), IN_LIST_BATCH):
-            for row in self._query(self._space_collection, string_in("row_id", batch), [*ITEM_FIELDS, "vector"]):
-                item = item_from_row(row)
-                item.vector = [float(x) for x in row["vector"]]
-                found.append(item)
-        return found
-
-    def delete_rows(self, row_ids: Sequence[str]) -> None:
-        """Delete rows by primary key (one version of an item each)."""
-        with self._lock:
-            if self._space_exists():
-                for batch in _chunks(list(row_ids), IN_LIST_BATCH):
-                    self._delete(self._space_collection, string_in("row_id", batch))
-
-    def scan(self, fields: Sequence[str] = KEY_FIELDS, expression: str = 'row_id != ""') -> Iterator[list[dict[str, Any]]]:
-        """Every row matching `expression` (all of them by default), a page at a time, with `fields`.
-        Unfiltered by writes in progress: for the doctor, which sees everything."""
-        if not self._space_exists():
-            return
-        with self._lock:
-            iterator = self._call("query_iterator", self._space_collection, batch_size=SCAN_BATCH, filter=expression, output_fields=list(fields))
-        try:
-            while True:
-                with self._lock:
-                    page = iterator.next()
-                if not page:
-                    return
-                yield [row for row in page if row.get("row_id") != SESSION_CLOCK_ID]
-        finally:
-            iterator.close()
-
-    def _existing_ids(self, ids: Sequence[str]) -> list[str]:
-        existing: list[str] = []
-        for batch in _chunks(ids, IN_LIST_BATCH):
-            rows = self._query(self._space_collection, string_in("id", batch), ["id"])
-            existing.extend(dict.fromkeys(row["id"] for row in rows))
-        return existing
-
-    def _delete_ids(self, ids: Sequence[str]) -> None:
-        # Counts come from the queries before the delete: what delete() returns is the ids
-        # asked for (Lite: a list; server: {'delete_count': n}), whether they existed or not.
-        for batch in _chunks(ids, IN_LIST_BATCH):
-            self._delete(self._space_collection, string_in("id", batch))
 
     def _delete(self, collection: str, filter_expr: str) -> None:
         """Delete rows so that this process's next reads no longer see them."""
@@ -700,51 +343,3 @@ def _kind_of(uri: str) -> StoreKind:
         "start with http://, https:// or tcp:// (a Milvus server)"
     )
 
-
-def _check_collection_name(name: str) -> None:
-    if not isinstance(name, str) or not name:
-        raise ValueError("a collection name must be a non-empty string")
-    if len(name.encode()) > VARCHAR_MAX_BYTES["collection"]:
-        raise ValueError(
-            f"collection name is longer than {VARCHAR_MAX_BYTES['collection']} bytes: {name[:40]!r}..."
-        )
-
-
-def _collection_is(name: str) -> str:
-    return f"collection == {string_literal(name)}"
-
-
-def _document_is(collection: str, doc_id: str) -> str:
-    return f"{_collection_is(collection)} and doc_id == {string_literal(doc_id)}"
-
-
-class _KeyRow:
-    """The key fields of a row, as versions.Snapshot reads them."""
-
-    __slots__ = ("id", "collection", "doc_id", "version", "created_at", "content_hash", "modality")
-
-    def __init__(self, row: dict[str, Any]) -> None:
-        self.id, self.collection, self.doc_id = row["id"], row["collection"], row["doc_id"]
-        self.modality = row.get("modality", "")
-        self.version = int(row.get("version") or 0)
-        self.created_at = int(row.get("created_at") or 0)
-        self.content_hash = row.get("content_hash", "")
-
-
-def _hidden_clause(snapshot: Snapshot, collection: str) -> str:
-    """" and not (...)": the rows of `collection` that writes in progress hide, as an expression (for
-    counts, which cannot be filtered row by row)."""
-    hidden = []
-    for txn in snapshot.txns:
-        if txn.collection != collection:
-            continue
-        if txn.state != "committed":
-            hidden.append(f"version == {int(txn.version)}")
-            continue
-        if txn.whole_collection:
-            hidden.append(f"version < {int(txn.version)}")
-            continue
-        targets = [string_in(field, values) for field, values in (("doc_id", txn.doc_ids), ("id", txn.item_ids)) if values]
-        if targets:
-            hidden.append(f"(version < {int(txn.version)} and ({' or '.join(targets)}))")
-    return f" and not ({' or '.join(hidden)})" if hidden else ""

@@ -7,7 +7,11 @@ from urllib.parse import urlsplit
 
 import grpc
 from pymilvus.client.types import Status
-from pymilvus.exceptions import ConnectError, MilvusException, MilvusUnavailableException
+from pymilvus.exceptions import (
+    ConnectError,
+    MilvusException,
+    MilvusUnavailableException,
+)
 
 
 class StoreUnavailable(RuntimeError):

@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from retrieval.blobs import BlobOwner, BlobStore
 from tests.audio_files import speak
 from tests.commands import minilm_env, prism
 from tests.image_files import encode
@@ -273,8 +274,15 @@ def test_acknowledged_writes_survive_kill_9_and_documents_read_as_one_version(tm
             with httpx.Client(base_url=server.url, timeout=120) as client:
                 check_everything(client, ledger, picture, recording, Path(env["PRISM_DATA_DIR"]) / "blobs")
         assert not writers.errors, writers.errors
+        assert "doctor: no problems found" in server.log.read_text()  # the same check at every start
         doctor = prism("--url", server.url, "doctor", env=env)
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
         assert "no problems" in doctor.stdout, doctor.stdout
+        # A file nothing owns (as a crash between a delete's rows and its files would leave).
+        BlobStore(Path(env["PRISM_DATA_DIR"]) / "blobs").put("img-orphan", b"x", "image/png", "x.png", BlobOwner("picture", COLLECTION, "img-gone"))
+        found = prism("--url", server.url, "doctor", env=env)
+        assert found.returncode == 1 and "orphan_blob" in found.stdout, found.stdout
+        repaired = prism("--url", server.url, "doctor", "--fix", env=env)
+        assert repaired.returncode == 0 and "repaired: orphan_blob" in repaired.stdout, repaired.stdout
     finally:
         server.stop()
