@@ -228,11 +228,27 @@ class ItemRows:
 
     # ----------------------------------------------------------------- versions
 
-    def delete_version(self, collection: str, version: int) -> None:
-        """Remove every row one write stored (rolling it back)."""
+    def delete_version(self, collection: str, version: int, doc_ids: Sequence[str] | None = None) -> None:
+        """Remove every row one write stored (rolling it back), or only those of `doc_ids`."""
         with self._lock:
-            if self._space_exists():
-                self._delete(self._space_collection, f"{_collection_is(collection)} and version == {int(version)}")
+            if not self._space_exists():
+                return
+            expression = f"{_collection_is(collection)} and version == {int(version)}"
+            if doc_ids is None:
+                self._delete(self._space_collection, expression)
+            for batch in _chunks(list(doc_ids or ()), IN_LIST_BATCH):
+                self._delete(self._space_collection, f"{expression} and {string_in('doc_id', batch)}")
+
+    def newer_versions(self, collection: str, doc_ids: Sequence[str], version: int) -> dict[str, set[int]]:
+        """doc id -> the versions newer than `version` stored for it (another replica's writes)."""
+        found: dict[str, set[int]] = {}
+        if not self._space_exists():
+            return found
+        for batch in _chunks(list(doc_ids), IN_LIST_BATCH):
+            expression = f"{_collection_is(collection)} and version > {int(version)} and {string_in('doc_id', batch)}"
+            for row in self._query(self._space_collection, expression, ["doc_id", "version"]):
+                found.setdefault(row["doc_id"], set()).add(int(row["version"]))
+        return found
 
     def delete_replaced(self, txn: Txn) -> None:
         """Remove the rows that the committed write `txn` replaced: older versions of its documents,

@@ -119,6 +119,7 @@ class Writer:
         """Remove what a committed write replaced. If that fails (Milvus down), the journal keeps the
         write: readers go on hiding the old rows, and the next start finishes it."""
         try:
+            self._drop_if_superseded(txn)
             for store in self.spaces.values():
                 store.delete_replaced(txn)
             for key in txn.old_blobs:
@@ -128,6 +129,23 @@ class Writer:
             self.journal.end(txn)
         except Exception as error:  # noqa: BLE001 - the write itself stands: it is committed
             log.warning("could not yet remove what version %d replaced in %r (done at the next start): %s", txn.version, txn.collection, error)
+
+    def _drop_if_superseded(self, txn: Txn) -> None:
+        """With several replicas, a newer write of the same document may have committed while this one
+        was still storing its rows: its clean-up removed only the rows this one had stored by then.
+        The newer version is the document, so this write's rows of it go. (Within one process, writes
+        to a document take turns and this cannot happen.)"""
+        if not self.journal.shared or not txn.doc_ids:
+            return
+        newer: dict[str, set[int]] = {}
+        for store in self.spaces.values():
+            for doc_id, versions in store.newer_versions(txn.collection, txn.doc_ids, txn.version).items():
+                newer.setdefault(doc_id, set()).update(versions)
+        unfinished = {other.version for other in self.journal.snapshot().txns if other.state != "committed"}
+        superseded = [doc_id for doc_id, versions in newer.items() if versions - unfinished]
+        if superseded:
+            for store in self.spaces.values():
+                store.delete_version(txn.collection, txn.version, superseded)
 
     def _roll_back(self, txn: Txn, keep_marker: bool = True) -> None:
         """Remove what an uncommitted write stored, every part that can be. If a part fails, the write

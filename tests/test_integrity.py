@@ -19,7 +19,8 @@ from retrieval.blobs import BlobOwner, BlobStore
 from retrieval.images import picture_blob_keys
 from retrieval.ingest import item_id
 from retrieval.types import Item
-from retrieval.versions import Txn
+from retrieval.versions import Journal, Txn
+from retrieval.writes import Writer
 from tests.audio_files import speak
 from tests.conftest import MINILM, WHISPER_TINY
 from tests.image_files import encode
@@ -238,3 +239,26 @@ def test_doctor_reports_each_problem_and_repairs_what_is_safe(library, recording
     assert not library.blobs.exists("img-orphan") and not stray.exists()
     by_picture = library.search(Query(image=encode(make_shape_image("red", "circle"), "PNG"), collection="c", modalities=("text",), top_k=100)).hits
     assert chunk.id in [hit.item.id for hit in by_picture] and "ghost" not in [hit.item.id for hit in by_picture]
+
+
+def test_two_replicas_replacing_one_document_leave_the_newer_version_whole(library, tmp_path):
+    """Replica A is storing version a of a document when replica B commits a newer version b: B's
+    clean-up removes only the rows A had stored by then, so A, at its commit, drops the rest of its own."""
+    folder = tmp_path / "shared-journal"
+    replica_a = Writer(library.writer.spaces, library.blobs, Journal(folder, shared=True))
+    replica_b = Writer(library.writer.spaces, library.blobs, Journal(folder, shared=True))
+    library.ingest_documents("c", [Document(text="The first version.", id="d")])
+    version_a = replica_a.clock.next()
+    txn_a = Txn(version=version_a, collection="c", doc_ids=("d",))
+    replica_a.journal.record(txn_a)
+    rows_a = [dataclasses.replace(staged_rows(library, "d", f"Part {n} of version a.", version_a)[0][0], id=item_id("c", "d", n), position=n) for n in range(4)]
+    library.store.upsert(rows_a[:2])
+
+    rows_b, _ = staged_rows(library, "d", SHORT, 0)
+    version_b = replica_b.replace("c", ["d"], {"text": rows_b})
+    assert version_b > version_a
+    library.store.upsert(rows_a[2:])
+    replica_a._finish(replica_a.journal.set_state(txn_a, "committed"))
+
+    assert {row["version"] for row in all_rows(library.store) if row["doc_id"] == "d"} == {version_b}
+    assert [item.text for item in text_space_items(library, "d")] == [SHORT]
