@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.state import ServiceNotReady
 from encoders import EncoderError, EncoderUnavailable
 from encoders.audio import InvalidAudio
+from encoders.cancel import Cancelled, ShuttingDown
 from encoders.images import ImageTooLarge, InvalidImage
 from retrieval.batching import QueueFull
 from retrieval.audio import TooLarge
@@ -39,6 +40,8 @@ ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (StoreUnavailable, 503, "store_unavailable"),
     (StoreMismatch, 503, "store_mismatch"),
     (EncoderError, 502, "encoder_error"),
+    (ShuttingDown, 503, "shutting_down"),
+    (Cancelled, 499, "client_closed_request"),  # nginx's code: the client left, nobody reads this
 ]
 
 

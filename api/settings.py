@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(None, description="Comma-separated keys; when set, /v1 and /metrics need `Authorization: Bearer <key>`.")
     max_request_bytes: int = Field(256 * 1024 * 1024, description="Largest request body accepted (HTTP 413 above); room for audio uploads.")
     log_level: str = Field("INFO", description="Python logging level.")
+    shutdown_timeout_s: float = Field(10.0, gt=0, description="Longest a shutdown (SIGTERM, Ctrl-C) takes: requests in flight get the first half to finish, then their work is cancelled (503) and the store closed.")
 
     # Storage
     data_dir: Path = Field(Path("./data"), description="Where Milvus Lite and other local state live.")

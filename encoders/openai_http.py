@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 
 from encoders.base import EncoderError, EncoderInfo, instructed_query, truncate_dimensions
+from encoders.cancel import check_cancelled
 from encoders.config import TextEncoderConfig
 from encoders.http import call_with_retries, http_client, ping
 from encoders.tokens import regex_token_spans
@@ -67,6 +68,7 @@ class OpenAIEmbeddingsEncoder:
         return self._embed(list(texts))
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
+        check_cancelled()  # called per document while chunking: a cancelled ingest stops there too
         return regex_token_spans(text)
 
     def ping(self) -> None:
