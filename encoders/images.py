@@ -49,8 +49,10 @@ WORKING_PIXELS = 4_000_000  # 16 MB as RGB: what a picture costs while its reque
 # it whole for a moment; at most this many such decodes run at once in the process, the rest wait.
 FULL_DECODE_SLOTS = 2
 _full_decodes = threading.BoundedSemaphore(FULL_DECODE_SLOTS)
-REDUCIBLE_MODES = {"L", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F", "PA"}
-REDUCIBLE_AS = {"1": "L", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I"}
+# Modes whose values can be averaged (not palette indices), which Image.reduce takes; the others are
+# converted first: to REDUCIBLE_AS's mode, or a palette picture to RGB (RGBA with transparency).
+REDUCIBLE_MODES = {"L", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}
+REDUCIBLE_AS = {"1": "L", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I", "PA": "RGBA"}
 
 THUMBNAIL_CONTENT_TYPE = "image/jpeg"
 THUMBNAIL_QUALITY = 85

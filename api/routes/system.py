@@ -31,7 +31,7 @@ async def readyz(request: Request) -> JSONResponse:
     Open to all, so it tells no URLs, model names or error texts: GET /v1/info has those."""
     state = request.app.state.prism
     if state.library is None:
-        why = "models are still loading" if state.error is None else "loading failed"
+        why = "models are still loading" if state.error is None else "loading failed (it may be retrying)"
         message = f"{why}; GET /v1/info or the server log says why"
         return JSONResponse({"status": "not_ready", "checks": {}, "error": {"code": "not_ready", "message": message}}, status_code=503)
     checks = await probe(state.library, state.settings)
