@@ -28,7 +28,11 @@ FRAMES_PER_CANCEL_CHECK = 256  # a few seconds of audio for most codecs; a cheap
 
 
 class InvalidAudio(ValueError):
-    """The upload is not audio this server can use (the API answers 422 with the message)."""
+    """The upload is not audio this server can use (the API answers 400 with the message)."""
+
+
+class AudioTooLong(InvalidAudio):
+    """The audio runs longer than the limit it was decoded with (the API answers 413)."""
 
 
 @dataclass
@@ -67,7 +71,7 @@ def decode_audio(data: bytes, filename: str = "", max_duration_s: float | None =
         level.peak = max(level.peak, float(np.max(np.abs(chunk), initial=0.0)))
         level.sum_of_squares += float(np.dot(chunk.astype(np.float64), chunk.astype(np.float64)))
         if max_samples is not None and level.samples > max_samples:
-            raise InvalidAudio(f"{name}: the audio is longer than {max_duration_s:g} s")
+            raise AudioTooLong(f"{name}: the audio is longer than {max_duration_s:g} s")
     if level.samples == 0:
         raise InvalidAudio(f"{name}: the audio is empty (no samples)")
     if level.peak < SILENCE_PEAK or level.rms < SILENCE_RMS:

@@ -96,12 +96,8 @@ def test_a_silent_hour_is_a_400_from_the_server(prism_url, silent_hour, collecti
     assert error["code"] == "invalid_audio" and "silent" in error["message"]
 
 
-def test_decoded_audio_is_held_once(tmp_path):
-    # A ten-minute tone decodes to 9.6 million samples: 38 MB as float32, the array Whisper reads. The
-    # decoder holds that and little more (it collected and concatenated chunks: twice that, plus
-    # 8 bytes a sample for the level check).
-    seconds, rate = 600, 16000
-    path = tmp_path / "tone.flac"
+def tone_flac(path: Path, seconds: int, rate: int = 16000) -> Path:
+    """A FLAC of a 440 Hz tone, written a minute at a time."""
     with av.open(str(path), mode="w", format="flac") as container:
         stream = container.add_stream("flac", rate=rate, layout="mono")
         stream.codec_context.format = "s16"
@@ -111,6 +107,25 @@ def test_decoded_audio_is_held_once(tmp_path):
             frame.sample_rate, frame.pts, frame.time_base = rate, index * block.shape[1], Fraction(1, rate)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+    return path
+
+
+def without_stated_length(flac: bytes) -> bytes:
+    """The FLAC with the total sample count of its STREAMINFO set to 0, which means "unknown": its
+    length can only be learnt by decoding it."""
+    data = bytearray(flac)
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO first, its body from byte 8
+    data[8 + 13] &= 0xF0  # the count is the low 4 bits of body byte 13 and bytes 14-17
+    data[8 + 14 : 8 + 18] = bytes(4)
+    return bytes(data)
+
+
+def test_decoded_audio_is_held_once(tmp_path):
+    # A ten-minute tone decodes to 9.6 million samples: 38 MB as float32, the array Whisper reads. The
+    # decoder holds that and little more (it collected and concatenated chunks: twice that, plus
+    # 8 bytes a sample for the level check).
+    seconds, rate = 600, 16000
+    path = tone_flac(tmp_path / "tone.flac", seconds, rate)
     measured = peak_growth(
         f"""
         from encoders.audio import decode_audio
@@ -125,6 +140,32 @@ def test_decoded_audio_is_held_once(tmp_path):
     assert length == seconds * rate and 0.2 < peak < 0.3
     array = length * 4
     assert measured["growth"] < array + 20 * MB, f"decoding grew the peak by {measured['growth'] / MB:.0f} MB for a {array / MB:.0f} MB array"
+
+
+def test_a_recording_over_the_limit_that_hides_its_length_is_refused_holding_nothing(tmp_path):
+    # Ten minutes against a limit of one, and no length in the header for the early check: decoding
+    # stops at the limit, holding no samples (it used to decode everything, then compare).
+    path = tmp_path / "unstated.flac"
+    path.write_bytes(without_stated_length(tone_flac(tmp_path / "tone.flac", 600).read_bytes()))
+    measured = peak_growth(
+        f"""
+        from encoders.audio import InvalidAudio, probe_duration_s
+        from retrieval.audio import AudioConfig, AudioLibrary
+        library = AudioLibrary(None, None, None, AudioConfig(max_duration_s=60))
+        data = open({str(path)!r}, "rb").read()
+        assert probe_duration_s(data) is None
+        """,
+        """
+        try:
+            library.decode("unstated.flac", data)
+            result = "accepted"
+        except InvalidAudio as error:
+            result = [type(error).__name__, str(error)]
+        """,
+    )
+    kind, message = measured["result"]
+    assert kind == "AudioTooLong" and "longer than 60 s" in message
+    assert measured["growth"] < 10 * MB, f"refusing it grew the peak by {measured['growth'] / MB:.0f} MB"
 
 
 @pytest.mark.parametrize("fmt,mode,bound_mb", [("PNG", "RGB", 240), ("PNG", "L", 100), ("JPEG", "RGB", 40)])
