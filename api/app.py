@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import Depends, FastAPI
 
 from api.auth import require_api_key
+from api.cancellation import CancelOnDisconnect
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_keys = settings.api_key_list
 
     install_error_handlers(app)
+    app.add_middleware(CancelOnDisconnect)  # innermost: the request's work sees its cancel token
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestMetrics)
 

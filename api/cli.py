@@ -96,13 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from api.app import configure_logging, create_app
+    from api.shutdown import GracefulServer
 
     settings = Settings()
     configure_logging(settings.log_level)
-    uvicorn.run(create_app(settings), host=args.host or settings.host, port=args.port or settings.port, log_level=settings.log_level.lower())
+    host, port = args.host or settings.host, args.port or settings.port
+    # SIGTERM and Ctrl-C end the process within PRISM_SHUTDOWN_TIMEOUT_S (api/shutdown.py).
+    GracefulServer.for_app(create_app(settings), host, port, settings.log_level.lower(), settings.shutdown_timeout_s).run()
     return 0
 
 

@@ -11,7 +11,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.state import ServiceNotReady
 from encoders import EncoderError, EncoderUnavailable
-from encoders.audio import InvalidAudio
+from encoders.audio import AudioTooLong, InvalidAudio
+from encoders.cancel import Cancelled, ShuttingDown
 from encoders.images import ImageTooLarge, InvalidImage
 from retrieval.batching import QueueFull
 from retrieval.audio import TooLarge
@@ -26,6 +27,7 @@ ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (InvalidFilter, 400, "invalid_filter"),
     (TooLarge, 413, "payload_too_large"),
     (ImageTooLarge, 413, "payload_too_large"),
+    (AudioTooLong, 413, "payload_too_large"),
     (InvalidImage, 400, "invalid_image"),
     (InvalidAudio, 400, "invalid_audio"),
     (QueueFull, 503, "overloaded"),
@@ -39,6 +41,8 @@ ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (StoreUnavailable, 503, "store_unavailable"),
     (StoreMismatch, 503, "store_mismatch"),
     (EncoderError, 502, "encoder_error"),
+    (ShuttingDown, 503, "shutting_down"),
+    (Cancelled, 499, "client_closed_request"),  # nginx's code: the client left, nobody reads this
 ]
 
 

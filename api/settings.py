@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(None, description="Comma-separated keys; when set, /v1 and /metrics need `Authorization: Bearer <key>`.")
     max_request_bytes: int = Field(256 * 1024 * 1024, description="Largest request body accepted (HTTP 413 above); room for audio uploads.")
     log_level: str = Field("INFO", description="Python logging level.")
+    shutdown_timeout_s: float = Field(10.0, gt=0, description="Longest a shutdown (SIGTERM, Ctrl-C) takes: requests in flight get the first half to finish, then their work is cancelled (503) and the store closed.")
 
     # Storage
     data_dir: Path = Field(Path("./data"), description="Where Milvus Lite and other local state live.")
@@ -53,7 +54,7 @@ class Settings(BaseSettings):
     text_fallback_model: str | None = Field(FALLBACK_TEXT_MODEL, description="Loaded when TEXT_MODEL cannot be had offline; empty disables the fallback.")
     openai_base_url: str = Field("http://127.0.0.1:30000/v1", description="OpenAI-compatible embeddings server (e.g. SGLang).")
     openai_api_key: SecretStr | None = Field(None, description="Key sent to the embeddings server.")
-    openai_timeout_s: float = Field(30.0, description="Per-request timeout for the embeddings server.")
+    openai_timeout_s: float = Field(30.0, description="Deadline of one request to the embeddings server, retries included.")
     openai_max_retries: int = Field(3, description="Retries (with backoff) on connection errors, 429 and 5xx.")
     openai_batch_size: int = Field(64, description="Texts per embeddings request.")
 
@@ -96,7 +97,7 @@ class Settings(BaseSettings):
     rerank_max_length: int = Field(1024, ge=16, description="Tokens per (query, candidate) pair; longer candidates are truncated.")
     rerank_batch_size: int = Field(8, ge=1, description="Pairs per forward pass or rerank request.")
     rerank_device: str = Field("auto", description="auto, cpu, cuda or cuda:N (in-process rerankers).")
-    rerank_timeout_s: float = Field(30.0, gt=0, description="Per-request timeout for the rerank server.")
+    rerank_timeout_s: float = Field(30.0, gt=0, description="Deadline of one request to the rerank server, retries included.")
     rerank_max_retries: int = Field(3, ge=0, description="Retries (with backoff) on connection errors, 429 and 5xx.")
 
     # Ingestion

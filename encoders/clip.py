@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from encoders.base import ModelNotFound, l2_normalize, resolve_device
+from encoders.cancel import check_cancelled
 from encoders.hub import hub_offline
 
 HF_HUB_PREFIX = "hf-hub:"
@@ -220,6 +221,7 @@ class ClipEncoder:
         parts = []
         with self._lock, torch.inference_mode():
             for start in range(0, len(items), self.config.batch_size):
+                check_cancelled()  # the client left, or the server stops (encoders.cancel)
                 vectors = encode(items[start : start + self.config.batch_size])
                 parts.append(vectors.float().cpu().numpy())
         return l2_normalize(np.concatenate(parts))

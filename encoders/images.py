@@ -2,17 +2,24 @@
 
 Decoding happens in-process with Pillow. Only the formats people actually upload are accepted; every
 limit (bytes, pixels) is checked before the pixels are decoded, so a hostile upload costs a header read.
+Large pictures are decoded at a reduced size (WORKING_SIDE): memory per picture is at most its full
+decoded size once (3 bytes a pixel for RGB; a JPEG is decoded at a fraction of that) and a few MB after.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import struct
+import threading
 import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+from encoders.cancel import check_cancelled
 
 # Pillow's format name -> the content type we report. MPO is what Pillow calls the JPEG files many phone
 # cameras write (a JPEG with extra preview pictures appended); to everyone else it is a JPEG.
@@ -30,6 +37,22 @@ SUPPORTED = "JPEG, PNG, WebP, GIF, BMP, TIFF"
 MAX_BYTES = 20 * 1024 * 1024
 # 50 megapixels covers every phone and most DSLR photos; decoded as RGB that is already 150 MB of memory.
 MAX_PIXELS = 50_000_000
+
+# Pictures are kept reduced by a whole factor: the largest that leaves the shorter side at least
+# WORKING_SIDE, and at least enough for WORKING_PIXELS. CLIP looks at 224 px (of the shorter side) and
+# thumbnails at 256 px, so 50 megapixels in full is mostly waste (200 MB: Pillow holds RGB in 4 bytes a
+# pixel; every copy on the way to RGB and the thumbnail cost as much again). The original bytes are
+# what is stored and served.
+WORKING_SIDE = 512
+WORKING_PIXELS = 4_000_000  # 16 MB as RGB: what a picture costs while its request runs
+# Decoding a large picture in full (formats without scaled decoding: PNG, WebP, GIF, BMP, TIFF) holds
+# it whole for a moment; at most this many such decodes run at once in the process, the rest wait.
+FULL_DECODE_SLOTS = 2
+_full_decodes = threading.BoundedSemaphore(FULL_DECODE_SLOTS)
+# Modes whose values can be averaged (not palette indices), which Image.reduce takes; the others are
+# converted first: to REDUCIBLE_AS's mode, or a palette picture to RGB (RGBA with transparency).
+REDUCIBLE_MODES = {"L", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}
+REDUCIBLE_AS = {"1": "L", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I", "PA": "RGBA"}
 
 THUMBNAIL_CONTENT_TYPE = "image/jpeg"
 THUMBNAIL_QUALITY = 85
@@ -49,9 +72,9 @@ class ImageTooLarge(InvalidImage):
 
 @dataclass(frozen=True)
 class DecodedImage:
-    image: Image.Image  # RGB, upright (EXIF orientation applied), first frame only
+    image: Image.Image  # RGB, upright (EXIF orientation applied), first frame only; reduced (WORKING_SIDE)
     format: str  # "JPEG", "PNG", "WEBP", "GIF", "BMP" or "TIFF"
-    width: int  # of `image`, i.e. after rotation
+    width: int  # of the picture as shown (after rotation), before any reduction
     height: int
     content_type: str  # "image/jpeg", ...
 
@@ -93,20 +116,60 @@ def decode_image(
                 f"{name}: the image is {width}x{height} = {width * height} pixels, "
                 f"over the limit of {max_pixels} pixels"
             )
+        large = width * height > WORKING_PIXELS and image.format not in ("JPEG", "MPO")
         try:
-            # The file is positioned on frame 0, so for animated GIF/WebP (and multi-page TIFF) this
-            # decodes the first frame only. Pillow's LOAD_TRUNCATED_IMAGES stays off: a cut-off upload
-            # must fail here rather than be indexed with its missing part filled in grey.
-            image.load()
+            with _full_decodes if large else nullcontext():
+                check_cancelled()  # decoding 50 megapixels takes a while: not for a client that left
+                # The file is positioned on frame 0, so for animated GIF/WebP (and multi-page TIFF) this
+                # decodes the first frame only. Pillow's LOAD_TRUNCATED_IMAGES stays off: a cut-off
+                # upload must fail here rather than be indexed with its missing part filled in grey.
+                working = decode_reduced(image)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise ImageTooLarge(f"{name}: the image has too many pixels ({error})") from error
         except DECODE_ERRORS as error:
             raise InvalidImage(f"{name}: corrupt or truncated image ({error})") from error
+        if quarter_turned(image):  # read after decoding: for a PNG, reading EXIF decodes the pixels
+            width, height = height, width  # the size as the picture is shown, like the pixels below
         fmt = "JPEG" if image.format == "MPO" else image.format
-        rgb = to_rgb(upright(image), name)
-    return DecodedImage(
-        image=rgb, format=fmt, width=rgb.width, height=rgb.height, content_type=CONTENT_TYPES[fmt]
-    )
+        rgb = to_rgb(upright(working), name)
+    return DecodedImage(image=rgb, format=fmt, width=width, height=height, content_type=CONTENT_TYPES[fmt])
+
+
+def reduction(width: int, height: int) -> int:
+    """The whole factor to reduce a picture by (1: keep it as it is): the largest that keeps the shorter
+    side at WORKING_SIDE or more, or more if that leaves over WORKING_PIXELS (a long panorama)."""
+    by_side = min(width, height) // WORKING_SIDE
+    by_pixels = math.ceil(math.sqrt(width * height / WORKING_PIXELS))
+    return max(1, by_side, by_pixels)
+
+
+def decode_reduced(image: Image.Image) -> Image.Image:
+    """The opened image's pixels, reduced by a whole factor (reduction) as early as the format allows.
+
+    A JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself (draft), so it never exists in full.
+    Other formats are decoded in full once and reduced at once (box filter), before anything copies
+    them: then turning it upright, converting it to RGB and thumbnailing work on the small copy.
+    """
+    factor = reduction(*image.size)
+    if factor > 1 and image.format in ("JPEG", "MPO"):
+        image.draft(image.mode, (image.width // factor, image.height // factor))
+    image.load()
+    factor = reduction(*image.size)
+    if factor == 1:
+        return image
+    if image.mode not in REDUCIBLE_MODES:
+        # Bilevel, palette and 16-bit pictures: into a mode Pillow reduces, at full size (P into RGB(A)
+        # costs 3-4 bytes a pixel; the others at most 4).
+        image = image.convert(REDUCIBLE_AS.get(image.mode, "RGBA" if "transparency" in image.info else "RGB"))
+    return image.reduce(factor)
+
+
+def quarter_turned(image: Image.Image) -> bool:
+    """Whether the EXIF orientation turns the picture by a quarter (its width and height swap)."""
+    try:
+        return image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+    except DECODE_ERRORS:
+        return False  # upright() keeps a picture with a malformed EXIF block unrotated too
 
 
 def upright(image: Image.Image) -> Image.Image:

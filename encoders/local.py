@@ -21,6 +21,7 @@ ensure_torchvision_importable()
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
 from encoders.base import EncoderInfo, instructed_query, resolve_device, truncate_dimensions
+from encoders.cancel import check_cancelled
 from encoders.config import TextEncoderConfig
 from encoders.hub import resolve_model_dir
 
@@ -112,6 +113,7 @@ class LocalQwen3Encoder:
         return self._embed([instructed_query(task, text) if task else text for text in texts])
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
+        check_cancelled()  # called per document while chunking: a cancelled ingest stops there too
         with self._lock:
             encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return [(start, end) for start, end in encoding["offset_mapping"]]
@@ -124,6 +126,7 @@ class LocalQwen3Encoder:
             # The tokenizer appends <|endoftext|>; truncation keeps it, and its hidden state is the embedding.
             id_lists = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
             for batch in token_budget_batches([len(ids) for ids in id_lists], self.config.batch_tokens):
+                check_cancelled()  # the client left, or the server stops: no more forward passes
                 vectors[batch] = self._last_token_states([id_lists[i] for i in batch])
         return truncate_dimensions(vectors, self.config.dimensions)  # also L2-normalises
 

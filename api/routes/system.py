@@ -6,75 +6,53 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.auth import require_api_key
-from api.errors import error_response
 from api.metrics import metrics_response
+from api.readiness import detailed_view, failing, probe, public_view
 from api.schemas import AudioModelOut, ImageModelOut, InfoOut, ModelOut, RerankModelOut
-from encoders import EncoderError
-from retrieval import StoreUnavailable
 
 router = APIRouter(tags=["system"])
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    """Answered on the event loop, with no I/O: it never waits for a dependency or for the thread pool
+    that runs the other routes."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: models loaded and the store answering")
-def readyz(request: Request) -> JSONResponse:
-    """200 with a check per dependency when ready; 503 naming what is missing otherwise."""
+@router.get(
+    "/readyz",
+    summary="Readiness: models loaded and the store answering",
+    responses={503: {"description": "Not ready: loading, or a required dependency (store, text encoder) is not ok."}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    """200 with a status word per dependency (`ok`, `disabled`, `unavailable`, `not answering`) when the
+    store and the text encoder are ok; 503 with the same and an error naming what is missing otherwise.
+    Open to all, so it tells no URLs, model names or error texts: GET /v1/info has those."""
     state = request.app.state.prism
     if state.library is None:
-        return error_response(503, "not_ready", state.error or "models are still loading")
-    library = state.library
-    try:
-        library.store.ping()  # a load balancer should stop sending traffic when Milvus is gone
-    except StoreUnavailable as error:
-        return error_response(503, "store_unavailable", str(error))
-    try:
-        ping_server(library.encoder)  # ... or when the embeddings server is
-    except EncoderError as error:
-        return error_response(503, "encoder_unavailable", str(error))
-    text = library.text_model
-    # Images and audio are optional: reported here, but their absence does not make the server unready.
-    image = library.image_model
-    audio = library.audio_model
-    checks = {
-        "text_encoder": f"{text.backend} {text.name} loaded",
-        "store": f"{library.store.kind} ok",
-        "image_encoder": f"{image.name} loaded" if image else f"unavailable: {library.image_error}",
-        "audio_transcriber": f"{audio.backend} {audio.name} loaded" if audio else f"unavailable: {library.audio_error}",
-        "reranker": reranker_check(library),
-    }
-    return JSONResponse({"status": "ready", "checks": checks})
-
-
-def ping_server(model: object) -> None:
-    """Models served by another process (SGLang) have a ping; in-process ones are there if loaded."""
-    ping = getattr(model, "ping", None)
-    if ping is not None:
-        ping()
-
-
-def reranker_check(library) -> str:
-    """Reranking is optional: a rerank server that is down is reported, and the server stays ready
-    (searches say the rerank was skipped, and why)."""
-    reranker = library.reranker
-    if reranker is None:
-        return f"unavailable: {library.rerank_error}"
-    try:
-        ping_server(reranker)
-    except EncoderError as error:
-        return f"unreachable: {error}"
-    return f"{reranker.info.backend} {reranker.info.name} ok"
+        why = "models are still loading" if state.error is None else "loading failed (it may be retrying)"
+        message = f"{why}; GET /v1/info or the server log says why"
+        return JSONResponse({"status": "not_ready", "checks": {}, "error": {"code": "not_ready", "message": message}}, status_code=503)
+    checks = await probe(state.library, state.settings)
+    failed = failing(checks)
+    if not failed:
+        return JSONResponse({"status": "ready", "checks": public_view(checks)})
+    code = "store_unavailable" if "store" in failed else "encoder_unavailable"
+    message = "; ".join(f"{name}: {checks[name].status}" for name in failed)
+    body = {"status": "not_ready", "checks": public_view(checks), "error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=503)
 
 
 @router.get("/v1/info", response_model=InfoOut, dependencies=[Depends(require_api_key)], summary="Models and store in use")
-def info(request: Request) -> InfoOut:
+async def info(request: Request) -> InfoOut:
+    """The models, the store, and each dependency's check in detail (what /readyz says in one word)."""
     state = request.app.state.prism
     library = state.library
     models = {}
+    checks: dict[str, str] = {}
     if library is not None:
+        checks = detailed_view(await probe(library, state.settings))
         text = library.text_model
         models["text"] = ModelOut(
             name=text.name,
@@ -111,7 +89,7 @@ def info(request: Request) -> InfoOut:
             error=library.audio_error,
         )
     store = {"kind": library.store.kind if library else "unknown", "uri": state.settings.store_uri}
-    return InfoOut(version=request.app.version, ready=library is not None, error=state.error, models=models, store=store)
+    return InfoOut(version=request.app.version, ready=library is not None, error=state.error, models=models, store=store, checks=checks)
 
 
 @router.get("/metrics", dependencies=[Depends(require_api_key)], summary="Prometheus metrics", include_in_schema=True)
