@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from encoders.cancel import ShuttingDown
 from retrieval.batching import QueueFull
 from retrieval.errors import NotFound
 from retrieval.job_leases import Claim, Leases, Owner
@@ -228,6 +229,10 @@ class JobQueue:
             result = json.loads(json.dumps(self._handlers[record.kind](context)))
         except JobInterrupted as why:
             log.info("job %s stopped here: %s", record.id, why)
+        except ShuttingDown as why:  # the server is stopping: the job is not failed, it runs again
+            log.info("job %s stopped by the shutdown (%s); it goes back to the queue", record.id, why)
+            self._stopping.set()  # and this replica takes no other job
+            self._hand_back(claim)
         except Exception as error:
             if not claim.held():  # handed back at shutdown (its stores may be closed under it), or taken over
                 log.info("job %s stopped here (%s: %s); it is no longer this replica's", record.id, type(error).__name__, error)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from encoders.cancel import ShuttingDown
 from retrieval.errors import NotFound
 from retrieval.job_store import JobStore, now_ms
 from retrieval.jobs import JobConfig, JobInterrupted, JobQueue, JobQueueFull
@@ -191,6 +192,23 @@ def test_a_shutdown_hands_running_jobs_back_and_the_next_start_runs_them_again(q
     release.set()  # the first run wakes up; it must not touch the job any more
     poll(lambda: outcome == ["interrupted"], WAIT_S, "the first run to notice it lost the job")
     assert after.get(job.id).result == "the second run's result" and done.attempts == 1
+
+
+def test_a_job_cancelled_by_a_shutdown_goes_back_to_the_queue_not_to_failed(queues):
+    """A shutdown cancels all work (encoders.cancel); the job it interrupts is handed back, and runs again."""
+
+    def cancelled(job):
+        raise ShuttingDown("the server is shutting down")
+
+    before = queues()
+    before.start({"ingest": cancelled})
+    job = before.submit("ingest", {}, [("a.wav", b"a")])
+    poll(lambda: before.get(job.id).message.startswith("interrupted"), WAIT_S, "the job to be handed back")
+    assert before.get(job.id).state == "queued"
+    before.close(timeout=0.1)
+    after = queues()
+    after.start({"ingest": lambda job: "done"})
+    assert wait_done(after, job.id).result == "done"
 
 
 def test_a_job_that_crashed_its_replica_again_and_again_is_failed(queues):
