@@ -6,10 +6,10 @@ import logging
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
-from api.auth import require_api_key
-from api.errors import install_error_handlers
+from api.auth import ApiKeyAuth
+from api.errors import document_errors, error_responses, install_error_handlers
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics
 from api.routes import audio, documents, images, items, openai_compat, search, system, ui
@@ -20,7 +20,9 @@ DESCRIPTION = """Self-hosted multimodal retrieval on Milvus.
 
 Ingest documents, pictures and audio recordings; search them by meaning with text, a picture or a
 spoken clip; and embed text through an OpenAI-compatible endpoint.
-Errors are JSON: `{"error": {"code": "...", "message": "..."}}`.
+Errors are JSON: `{"error": {"code": "...", "message": "..."}}`. 422 means the request does not match
+this schema; 400 means it does, but its content cannot be used (the message says why).
+With PRISM_API_KEYS set, /v1 and /metrics need `Authorization: Bearer <key>`.
 """
 
 
@@ -46,15 +48,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_keys = settings.api_key_list
 
     install_error_handlers(app)
+    # The last added runs first: metrics see every answer; the key is checked before the body limit
+    # or anything else reads the body.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ApiKeyAuth, keys=settings.api_key_list)
     app.add_middleware(RequestMetrics)
 
     app.include_router(system.router)
     app.include_router(ui.router)  # the web UI at /: a static page, which sends the user's key to /v1
     # Each router carries its full /v1 prefix itself, so route templates (metric labels) are complete.
+    # All of them need the loaded library (503 while loading, or without Milvus).
     for router in (documents.router, images.router, audio.router, search.router, items.router, openai_compat.router):
-        app.include_router(router, dependencies=[Depends(require_api_key)])
+        app.include_router(router, responses=error_responses(503))
+    publish_errors(app)
     return app
+
+
+def publish_errors(app: FastAPI) -> None:
+    """The OpenAPI document says which errors each route answers, with the real error body."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def configure_logging(level: str) -> None:

@@ -19,12 +19,12 @@ from encoders.clip import ClipEncoder, ClipInfo
 from encoders.rerank import Reranker
 from encoders.whisper import Transcriber, TranscriberInfo
 from retrieval.audio import AudioConfig, AudioLibrary
-from retrieval.blobs import BlobInfo, BlobStore
+from retrieval.blobs import KEY_PATTERN, BlobInfo, BlobStore
 from retrieval.cache import EmbeddingCache
 from retrieval.errors import InvalidInput, ModalityUnavailable, NotFound
 from retrieval.extract import extract_text
 from retrieval.images import ClipTextMirror, ImageConfig, ImageLibrary, ImageUpload, thumbnail_key
-from retrieval.ingest import ChunkingConfig, Ingestor, check_collection_name
+from retrieval.ingest import ChunkingConfig, Ingestor, check_collection_name, item_id
 from retrieval.jobs import JobManager
 from retrieval.search import Query, Searcher
 from retrieval.store import MilvusStore
@@ -156,6 +156,8 @@ class Library:
         self._require_collection(collection)
         found = self.image_store.get(doc_id) if self.image_store is not None else None
         picture = found is not None and found.modality == "image" and found.collection == collection
+        first = self.store.get(item_id(collection, doc_id, 0))
+        recording = first is not None and first.modality == "audio" and KEY_PATTERN.fullmatch(doc_id) is not None
         deleted = self.store.delete_document(collection, doc_id)  # chunks, windows, or a caption
         if self.image_store is not None:
             self.image_store.delete_document(collection, doc_id)  # a picture, or CLIP copies of chunks
@@ -164,8 +166,8 @@ class Library:
             self._delete_image_blobs([doc_id])
         if not deleted:
             raise NotFound(f"document {doc_id!r} does not exist in collection {collection!r}")
-        if not picture:
-            self.blobs.delete(doc_id)  # a recording's original, if it was one
+        if recording:
+            self.blobs.delete(doc_id)  # the recording's original
         return deleted
 
     def content(self, item_id: str) -> tuple[Item, BlobInfo, Path]:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.auth import require_api_key
-from api.errors import error_response
+from api.errors import error_response, error_responses
 from api.metrics import metrics_response
 from api.schemas import AudioModelOut, ImageModelOut, InfoOut, ModelOut, RerankModelOut
 from encoders import EncoderError
@@ -20,7 +20,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: models loaded and the store answering")
+@router.get("/readyz", summary="Readiness: models loaded and the store answering", responses=error_responses(503))
 def readyz(request: Request) -> JSONResponse:
     """200 with a check per dependency when ready; 503 naming what is missing otherwise."""
     state = request.app.state.prism
@@ -114,7 +114,13 @@ def info(request: Request) -> InfoOut:
     return InfoOut(version=request.app.version, ready=library is not None, error=state.error, models=models, store=store)
 
 
-@router.get("/metrics", dependencies=[Depends(require_api_key)], summary="Prometheus metrics", include_in_schema=True)
+@router.get(
+    "/metrics",
+    dependencies=[Depends(require_api_key)],
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def metrics(request: Request) -> Response:
     library = request.app.state.prism.library
     return metrics_response([library.images.batcher] if library is not None and library.images is not None else [])
