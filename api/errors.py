@@ -13,8 +13,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.schemas import COLLECTION_DESCRIPTION, COLLECTION_PATTERN
 from api.state import ServiceNotReady
 from encoders import EncoderError, EncoderUnavailable
 from encoders.audio import InvalidAudio
@@ -24,9 +26,24 @@ from retrieval.audio import TooLarge
 from retrieval.errors import ModalityUnavailable
 from retrieval import InvalidFile, InvalidFilter, InvalidInput, NotFound, StoreMismatch, StoreUnavailable, UnsupportedFile
 from retrieval.validation import InputTooLarge
-from api.schemas import COLLECTION_DESCRIPTION, COLLECTION_PATTERN, ErrorOut
 
 log = logging.getLogger("prism")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(
+        description="What kind of error: invalid_request (422); invalid_input, invalid_filter, invalid_file, invalid_image, "
+        "invalid_audio (400); unauthorized (401); not_found (404); payload_too_large (413); unsupported_file_type (415); "
+        "encoder_error (502); not_ready, store_unavailable, encoder_unavailable, modality_unavailable, overloaded (503)."
+    )
+    message: str = Field(description="What was wrong and how to fix it.")
+
+
+class ErrorOut(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
 
 # Starlette picks the handler registered for the nearest class in an exception's MRO, so InvalidFilter
 # gets its own code although it is an InvalidInput too.

@@ -7,7 +7,7 @@ a request the schema allows is never refused with 422. Settings-dependent limits
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -18,7 +18,6 @@ from retrieval.validation import COLLECTION_NAME_PATTERN, MAX_ID_BYTES, MAX_META
 COLLECTION_PATTERN = f"^{COLLECTION_NAME_PATTERN}$"  # anchored: JSON Schema and pydantic patterns search
 COLLECTION_DESCRIPTION = "1-128 letters, digits, '_', '-' or '.', starting with a letter or digit."
 MAX_QUERY_CHARS = 65536  # a query is a question, not a document
-MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit per request
 MAX_CAPTION_CHARS = 4096
 METADATA_DESCRIPTION = (
     "Free JSON metadata, returned with results and filterable: at most 8 levels deep, 256 keys in all and "
@@ -364,60 +363,3 @@ class InfoOut(BaseModel):
     error: str | None = Field(None, description="Why the server is not ready, if it is not.")
     models: dict[str, ModelOut | ImageModelOut | AudioModelOut | RerankModelOut] = Field(description="Models per modality (text, image, audio) and the reranker (rerank).")
     store: dict[str, str] = Field(description="kind (milvus-lite or milvus) and uri.")
-
-
-# OpenAI-compatible embeddings
-
-
-class EmbeddingsIn(Checked):  # not Strict: OpenAI clients may send fields Prism does not use
-    input: str | Annotated[list[str], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)] = Field(
-        description="Text or list of texts to embed: at most 2048 texts, each at most PRISM_MAX_DOCUMENT_CHARS characters (413 above).",
-    )
-    model: str = Field("default", max_length=512, description="A model id from GET /v1/models; `default` always works.")
-    dimensions: int | None = Field(None, ge=1, le=65536, description="Matryoshka: return only this many dimensions, re-normalised.")
-    encoding_format: Literal["float", "base64"] = "float"
-    input_type: Literal["document", "query"] = Field(
-        "document", description="Prism extension: `query` adds the query instruction (Qwen3-Embedding)."
-    )
-    user: str | None = Field(None, max_length=512)
-
-
-class EmbeddingOut(BaseModel):
-    object: Literal["embedding"] = "embedding"
-    index: int
-    embedding: list[float] | str
-
-
-class EmbeddingsOut(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[EmbeddingOut]
-    model: str
-    usage: dict[str, int]
-
-
-class ModelCard(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int = 0
-    owned_by: str = "prism"
-
-
-class ModelsOut(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
-
-
-# Errors
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="What kind of error: invalid_request (422), invalid_input, invalid_filter, invalid_file, invalid_image, "
-                      "invalid_audio (400), unauthorized (401), not_found (404), payload_too_large (413), unsupported_file_type (415), "
-                      "encoder_error (502), not_ready, store_unavailable, encoder_unavailable, modality_unavailable, overloaded (503)...")
-    message: str = Field(description="What was wrong and how to fix it.")
-
-
-class ErrorOut(BaseModel):
-    """The body of every error response."""
-
-    error: ErrorDetail

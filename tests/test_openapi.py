@@ -10,7 +10,8 @@ import jsonschema_rs
 import pytest
 
 from api.app import create_app
-from api.schemas import EmbeddingsIn, QueryIn, SearchIn, inline_schema
+from api.openai_schemas import EmbeddingsIn
+from api.schemas import QueryIn, SearchIn, inline_schema
 from tests.conftest import minilm_settings
 
 PROTECTED = ("/v1/", "/metrics")

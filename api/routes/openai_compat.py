@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 
 from api.errors import error_responses
 from api.routes.deps import get_library, get_text_limits
-from api.schemas import EmbeddingOut, EmbeddingsIn, EmbeddingsOut, ModelCard, ModelsOut
+from api.openai_schemas import EmbeddingOut, EmbeddingsIn, EmbeddingsOut, ModelCard, ModelsOut
 from retrieval import InvalidInput, Library, NotFound
 from retrieval.validation import TextLimits
 
