@@ -15,6 +15,7 @@ from api.metrics import RequestMetrics
 from api.routes import audio, documents, images, items, openai_compat, search, system, ui
 from api.settings import Settings
 from api.state import AppState
+from retrieval.validation import TextLimits
 
 DESCRIPTION = """Self-hosted multimodal retrieval on Milvus.
 
@@ -60,20 +61,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # All of them need the loaded library (503 while loading, or without Milvus).
     for router in (documents.router, images.router, audio.router, search.router, items.router, openai_compat.router):
         app.include_router(router, responses=error_responses(503))
-    publish_errors(app)
+    publish_truth(app, settings.text_limits())
     return app
 
 
-def publish_errors(app: FastAPI) -> None:
-    """The OpenAPI document says which errors each route answers, with the real error body."""
+def publish_truth(app: FastAPI, limits: TextLimits) -> None:
+    """The OpenAPI document says which errors each route answers, with the real error body, and the
+    limits this server was configured with."""
     generate = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = document_errors(generate())
+            app.openapi_schema = document_limits(document_errors(generate()), limits)
         return app.openapi_schema
 
     app.openapi = openapi
+
+
+def document_limits(schema: dict, limits: TextLimits) -> dict:
+    """Settings-dependent limits (answered with 413), written into the schema where they apply."""
+    models = schema["components"]["schemas"]
+    models["DocumentsIn"]["properties"]["documents"]["maxItems"] = limits.max_documents
+    models["DocumentIn"]["properties"]["text"]["maxLength"] = limits.max_document_chars
+    text, texts = models["EmbeddingsIn"]["properties"]["input"]["anyOf"]
+    text["maxLength"] = texts["items"]["maxLength"] = limits.max_document_chars
+    upload = schema["paths"]["/v1/documents/upload"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    models[upload.rsplit("/", 1)[-1]]["properties"]["files"]["maxItems"] = limits.max_documents
+    return schema
 
 
 def configure_logging(level: str) -> None:

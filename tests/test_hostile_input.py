@@ -253,6 +253,13 @@ def test_lone_surrogates_are_refused_naming_the_field(client, path, body, field)
     assert field in error["message"] and "surrogate" in error["message"]
 
 
+def test_json_nested_beyond_the_parser_is_refused(client):
+    depth = 100_000
+    response = post_raw(client, "/v1/search", '{"query": {"text": "x"}, "filters": {"doc_id": ' + "[" * depth + "]" * depth + "}}")
+    assert response.status_code in (400, 422), response.text
+    assert response.json()["error"]["code"] in ("invalid_input", "invalid_request")
+
+
 def test_lone_surrogates_in_pictures_json_are_refused(client, collection):
     body = {"collection": collection, "images": [{"data": "iVBORw0KGgo=", "caption": LONE}]}
     assert error_of(post_raw(client, "/v1/images", json.dumps(body)), 400)["code"] == "invalid_input"

@@ -101,3 +101,14 @@ def test_optional_form_fields_are_never_null(schema):
             assert "null" not in json.dumps(field_schema), (name, field, field_schema)
     upload = schema["components"]["schemas"]["Body_search_upload_v1_search_upload_post"]["properties"]
     assert upload["min_score"]["type"] == "number"
+
+
+def test_configured_text_limits_are_in_the_schema(tmp_path):
+    settings = minilm_settings(tmp_path, max_document_chars=1234, max_documents_per_request=7)
+    schema = create_app(settings).openapi()
+    models = schema["components"]["schemas"]
+    assert models["DocumentsIn"]["properties"]["documents"]["maxItems"] == 7
+    assert models["DocumentIn"]["properties"]["text"]["maxLength"] == 1234
+    embeddings = jsonschema_rs.validator_for({**models["EmbeddingsIn"], "$defs": {}})
+    assert embeddings.is_valid({"input": "x" * 1234}) and not embeddings.is_valid({"input": ["x" * 1235]})
+    assert models["Body_upload_documents_v1_documents_upload_post"]["properties"]["files"]["maxItems"] == 7

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 
 from api.errors import error_responses
-from api.routes.deps import get_library, not_null, parse_json_object
+from api.routes.deps import CollectionForm, get_library, not_null, parse_json_object
 from api.routes.documents import ingest_response
 from api.schemas import IngestOut, JobAcceptedOut, JobOut
 from retrieval import Library
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/v1", tags=["audio"])
 )
 def ingest_audio(
     files: Annotated[list[UploadFile], File(description="Recordings: WAV, FLAC, MP3, OGG/Opus, M4A/AAC, WebM.")],
-    collection: Annotated[str, Form()] = "default",
+    collection: CollectionForm = "default",
     language: Annotated[str | None, Form(json_schema_extra=not_null, description="Force a language (e.g. en); default: detected.")] = None,
     metadata: Annotated[str, Form(description="JSON object stored with every window of these recordings.")] = "{}",
     library: Library = Depends(get_library),
