@@ -15,6 +15,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote
 
 import httpx
 
@@ -198,9 +199,10 @@ def run_collections(args: argparse.Namespace) -> int:
 def run_delete(args: argparse.Namespace) -> int:
     with connect(args) as client:
         if args.document:
-            body = request_json(client, "DELETE", f"/v1/documents/{args.id}", params={"collection": args.collection})
+            # In the query, so that any id (with '/', '?', '#', '%' or spaces) arrives as it is.
+            body = request_json(client, "DELETE", "/v1/documents", params={"doc_id": args.id, "collection": args.collection})
         else:
-            body = request_json(client, "DELETE", f"/v1/items/{args.id}")
+            body = request_json(client, "DELETE", f"/v1/items/{quote(args.id, safe='')}")
     print(f"deleted {body['deleted']} item(s)")
     return 0
 

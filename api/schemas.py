@@ -1,32 +1,78 @@
-"""Typed request and response bodies; their descriptions are what /docs shows."""
+"""Typed request and response bodies; their descriptions are what /docs shows.
+
+Every limit that does not depend on settings is in these models, so the published schema says it:
+a request the schema allows is never refused with 422. Settings-dependent limits
+(PRISM_MAX_DOCUMENT_CHARS and the like) are checked by the routes (413) and described here.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from retrieval import CollectionInfo, Hit, Item
+from retrieval.validation import COLLECTION_NAME_PATTERN, MAX_ID_BYTES, MAX_METADATA_KEYS, MAX_SOURCE_BYTES, MAX_TITLE_BYTES, json_problem
+
+COLLECTION_PATTERN = f"^{COLLECTION_NAME_PATTERN}$"  # anchored: JSON Schema and pydantic patterns search
+COLLECTION_DESCRIPTION = "1-128 letters, digits, '_', '-' or '.', starting with a letter or digit."
+MAX_QUERY_CHARS = 65536  # a query is a question, not a document
+MAX_CAPTION_CHARS = 4096
+METADATA_DESCRIPTION = (
+    "Free JSON metadata, returned with results and filterable: at most 8 levels deep, 256 keys in all and "
+    "64 KiB as JSON; integers within 64 bits."
+)
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
+class Checked(BaseModel):
+    """Every request body: numbers are finite (Python's JSON parser reads NaN and Infinity), and no
+    string, key or value anywhere in it is a lone UTF-16 surrogate (JSON "\\ud800"), which no store
+    or encoder can take."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def plain_json(cls, data: Any) -> Any:
+        problem = json_problem(data, "")
+        if problem:
+            raise PydanticCustomError("invalid_json_value", "{problem}", {"problem": problem})
+        return data
+
+
+class Strict(Checked):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a misspelt field is an error, not silently ignored
+
+
+def collection_field(description: str) -> Any:
+    return Field("default", pattern=COLLECTION_PATTERN, max_length=128, description=f"{description} {COLLECTION_DESCRIPTION}")
 
 
 # Documents
 
 
 class DocumentIn(Strict):
-    id: str | None = Field(None, description="Stable document id; re-ingesting the same id replaces its chunks. Default: a hash of the text.")
-    text: str = Field(description="The document's text.")
-    title: str | None = None
-    source: str | None = Field(None, description="Where the text came from, e.g. a file name. Filterable.")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Free JSON metadata, returned with results and filterable.")
+    id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_ID_BYTES,
+        description="Stable document id; re-ingesting the same id replaces its chunks. Default: a hash of the text. "
+        "At most 512 bytes in UTF-8; not blank, no leading or trailing whitespace, no control characters, "
+        "and no empty, '.' or '..' segments between slashes (e.g. `notes/2024/owls.md` is fine).",
+    )
+    text: str = Field(description="The document's text; at most PRISM_MAX_DOCUMENT_CHARS characters (413 above).")
+    title: str | None = Field(None, max_length=MAX_TITLE_BYTES, description="At most 1024 bytes in UTF-8.")
+    source: str | None = Field(None, max_length=MAX_SOURCE_BYTES, description="Where the text came from, e.g. a file name. Filterable. At most 1024 bytes in UTF-8.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description=METADATA_DESCRIPTION, json_schema_extra={"maxProperties": MAX_METADATA_KEYS})
 
 
 class DocumentsIn(Strict):
-    collection: str = Field("default", description="Collection to add to; created on first use.")
-    documents: list[DocumentIn] = Field(min_length=1)
+    collection: str = collection_field("Collection to add to; created on first use.")
+    documents: list[DocumentIn] = Field(
+        min_length=1,
+        description="At most PRISM_MAX_DOCUMENTS_PER_REQUEST documents, and PRISM_MAX_REQUEST_TEXT_CHARS characters of text in all (413 above).",
+    )
 
 
 class IngestOut(BaseModel):
@@ -41,14 +87,14 @@ class IngestOut(BaseModel):
 
 
 class ImageIn(Strict):
-    data: str = Field(description="The picture's bytes, base64-encoded: JPEG, PNG, WebP, GIF, BMP or TIFF.")
-    filename: str | None = Field(None, description="Its file name, kept as `source`.")
-    caption: str | None = Field(None, description="A caption or alt text, searchable as text.")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Free JSON metadata, returned with results and filterable.")
+    data: str = Field(min_length=1, description="The picture's bytes, base64-encoded: JPEG, PNG, WebP, GIF, BMP or TIFF.")
+    filename: str | None = Field(None, max_length=MAX_SOURCE_BYTES, description="Its file name, kept as `source`.")
+    caption: str | None = Field(None, max_length=MAX_CAPTION_CHARS, description="A caption or alt text, searchable as text.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description=METADATA_DESCRIPTION, json_schema_extra={"maxProperties": MAX_METADATA_KEYS})
 
 
 class ImagesIn(Strict):
-    collection: str = Field("default", description="Collection to add to; created on first use.")
+    collection: str = collection_field("Collection to add to; created on first use.")
     images: list[ImageIn] = Field(min_length=1)
 
 
@@ -77,10 +123,24 @@ class DeletedOut(BaseModel):
 # Search
 
 
+def _exactly_one_query(schema: dict[str, Any]) -> None:
+    """Say in the schema what the validator enforces: exactly one of the three is a string, the
+    others are absent or null."""
+    names = ("text", "image", "audio")
+    schema["oneOf"] = [
+        {"required": [name], "properties": {other: ({"type": "string"} if other == name else {"type": "null"}) for other in names}}
+        for name in names
+    ]
+
+
 class QueryIn(Strict):
-    text: str | None = Field(None, description="Text to search for; finds pictures too (CLIP's text tower, and captions).")
-    image: str | None = Field(None, description="A base64-encoded picture: finds pictures that look like it.")
-    audio: str | None = Field(None, description="A base64-encoded audio clip; its transcript is the query.")
+    """Exactly one of `text`, `image` or `audio`."""
+
+    model_config = ConfigDict(json_schema_extra=_exactly_one_query)
+
+    text: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="Text to search for; finds pictures too (CLIP's text tower, and captions).")
+    image: str | None = Field(None, min_length=1, description="A base64-encoded picture: finds pictures that look like it.")
+    audio: str | None = Field(None, min_length=1, description="A base64-encoded audio clip; its transcript is the query.")
 
     @model_validator(mode="after")
     def exactly_one(self) -> "QueryIn":
@@ -95,26 +155,26 @@ Modality = Literal["text", "image", "audio"]
 
 class FusionIn(Strict):
     method: Literal["rrf", "weighted"] = Field("rrf", description="rrf: reciprocal rank fusion (sum of weight / (k + rank)); weighted: sum of weight * cosine.")
-    k: int = Field(60, ge=1, description="The RRF constant.")
-    weights: dict[str, float] = Field(default_factory=dict, description='Per-route weights, e.g. {"text->caption": 0.5}; a route not named weighs 1.')
+    k: int = Field(60, ge=1, le=1_000_000, description="The RRF constant.")
+    weights: dict[str, float] = Field(default_factory=dict, description='Per-route weights (finite numbers), e.g. {"text->caption": 0.5}; a route not named weighs 1.')
 
 
 class SearchIn(Strict):
     query: QueryIn
     modalities: list[Modality] | None = Field(None, description="Which kinds of items to return; default all.")
     fusion: FusionIn = Field(default_factory=FusionIn, description="How the lists of several routes are merged.")
-    per_modality_limit: int | None = Field(None, ge=1, description="At most this many results of one modality.")
+    per_modality_limit: int | None = Field(None, ge=1, le=1000, description="At most this many results of one modality.")
     rerank: bool = Field(False, description="Rerank the best fused candidates on their text with the configured reranker.")
     rerank_top_n: int = Field(50, ge=1, le=1000, description="How many fused candidates the reranker reads.")
-    language: str | None = Field(None, description="Language of an audio query (e.g. en); default: detected.")
-    collection: str = "default"
+    language: str | None = Field(None, max_length=16, description="Language of an audio query (e.g. en); default: detected.")
+    collection: str = collection_field("Collection to search.")
     top_k: int = Field(10, ge=1, le=1000)
     filters: dict[str, Any] = Field(
         default_factory=dict,
         description='Structured filters, e.g. {"source": "a.pdf", "doc_id": ["d1", "d2"], '
         '"created_at": {"gte": 1700000000000}, "metadata": {"lang": "en"}}. Lists mean "any of".',
     )
-    min_score: float | None = Field(None, description="Drop what each route finds with a cosine similarity below this (before fusion).")
+    min_score: float | None = Field(None, description="Drop what each route finds with a cosine similarity below this (before fusion). A finite number.")
 
 
 class ItemOut(BaseModel):
@@ -304,42 +364,3 @@ class InfoOut(BaseModel):
     models: dict[str, ModelOut | ImageModelOut | AudioModelOut | RerankModelOut] = Field(description="Models per modality (text, image, audio) and the reranker (rerank).")
     store: dict[str, str] = Field(description="kind (milvus-lite or milvus) and uri.")
     checks: dict[str, str] = Field(default_factory=dict, description="Each dependency's check in detail (/readyz says one word per dependency): store, text_encoder, image_encoder, audio_transcriber, reranker.")
-
-
-# OpenAI-compatible embeddings
-
-
-class EmbeddingsIn(BaseModel):
-    input: str | list[str] = Field(description="Text or list of texts to embed.")
-    model: str = Field("default", description="A model id from GET /v1/models; `default` always works.")
-    dimensions: int | None = Field(None, ge=1, description="Matryoshka: return only this many dimensions, re-normalised.")
-    encoding_format: Literal["float", "base64"] = "float"
-    input_type: Literal["document", "query"] = Field(
-        "document", description="Prism extension: `query` adds the query instruction (Qwen3-Embedding)."
-    )
-    user: str | None = None
-
-
-class EmbeddingOut(BaseModel):
-    object: Literal["embedding"] = "embedding"
-    index: int
-    embedding: list[float] | str
-
-
-class EmbeddingsOut(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[EmbeddingOut]
-    model: str
-    usage: dict[str, int]
-
-
-class ModelCard(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int = 0
-    owned_by: str = "prism"
-
-
-class ModelsOut(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]

@@ -22,6 +22,7 @@ from retrieval import ChunkingConfig
 from retrieval.audio import AudioConfig
 from retrieval.images import ImageConfig
 from retrieval.jobs import JobConfig
+from retrieval.validation import TextLimits
 
 CONFIG_FILE_ENV = "PRISM_CONFIG"  # path of an optional TOML file with the same keys, lowercase
 DEFAULT_CONFIG_FILE = "prism.toml"
@@ -35,6 +36,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Port `prism serve` listens on.")
     api_keys: SecretStr | None = Field(None, description="Comma-separated keys; when set, /v1 and /metrics need `Authorization: Bearer <key>`.")
     max_request_bytes: int = Field(256 * 1024 * 1024, description="Largest request body accepted (HTTP 413 above); room for audio uploads.")
+    max_document_chars: int = Field(2_000_000, ge=1, description="Longest text of one document, uploaded file (after extraction) or embeddings input, in characters (413 above).")
+    max_documents_per_request: int = Field(1000, ge=1, description="Most documents or files in one ingest request (413 above).")
+    max_request_text_chars: int = Field(20_000_000, ge=1, description="Most characters of text in one ingest or embeddings request, all documents together (413 above).")
     log_level: str = Field("INFO", description="Python logging level.")
     shutdown_timeout_s: float = Field(10.0, gt=0, description="Longest a shutdown (SIGTERM, Ctrl-C) takes: requests in flight get the first half to finish, then their work is cancelled (503) and the store closed.")
 
@@ -217,6 +221,13 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    def text_limits(self) -> TextLimits:
+        return TextLimits(
+            max_document_chars=self.max_document_chars,
+            max_documents=self.max_documents_per_request,
+            max_total_chars=self.max_request_text_chars,
+        )
 
     def chunking_config(self) -> ChunkingConfig:
         return ChunkingConfig(max_tokens=self.chunk_tokens, overlap=self.chunk_overlap)

@@ -10,6 +10,8 @@ from pathlib import PurePath
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
+from retrieval.types import Document
+
 log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
@@ -24,6 +26,11 @@ class InvalidFile(ValueError):
     """The file claims a supported type but cannot be read (the API answers 400)."""
 
 
+def file_document(filename: str, data: bytes) -> Document:
+    """An uploaded file as a document: its name is the id and the source, its stem the title."""
+    return Document(text=extract_text(filename, data), id=filename, title=PurePath(filename).stem, source=filename)
+
+
 def extract_text(filename: str, data: bytes) -> str:
     suffix = PurePath(filename).suffix.lower()
     if suffix in TEXT_SUFFIXES:
@@ -36,15 +43,19 @@ def extract_text(filename: str, data: bytes) -> str:
 
 def decode_text(filename: str, data: bytes) -> str:
     # A BOM says which encoding it is; without one we only accept UTF-8 rather than guess.
-    for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+    encoding = "utf-8"
+    for bom, declared in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
         if data.startswith(bom):
-            return data.decode(encoding)
-    if b"\0" in data:
-        raise InvalidFile(f"{filename}: looks like a binary file, not text")
+            encoding = declared
+            break
+    else:
+        if b"\0" in data:
+            raise InvalidFile(f"{filename}: looks like a binary file, not text")
     try:
-        return data.decode("utf-8")
+        return data.decode(encoding)
     except UnicodeDecodeError as error:
-        raise InvalidFile(f"{filename}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        name = "UTF-16" if encoding == "utf-16" else "UTF-8"
+        raise InvalidFile(f"{filename}: not {name} text ({error.reason} at byte {error.start})") from None
 
 
 def pdf_text(filename: str, data: bytes) -> str:

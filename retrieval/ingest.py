@@ -8,11 +8,9 @@ document in it (retrieval/writes.py), all or nothing.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -24,23 +22,14 @@ from retrieval.timing import StageTimer
 from retrieval.types import Document, IngestResult, Item
 from retrieval.writes import BlobWrite, Writer
 
-COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-MAX_ID_LENGTH = 512
-MAX_METADATA_BYTES = 65536
+# The input grammar lives in retrieval.validation; these stay importable from here.
+from retrieval.validation import check_collection_name, check_document_fields, check_metadata  # noqa: F401
 
 
 @dataclass(frozen=True)
 class ChunkingConfig:
     max_tokens: int = 512  # Qwen3 reads 32k tokens, but shorter chunks retrieve more precisely
     overlap: int = 64
-
-
-def check_collection_name(name: str) -> None:
-    if not COLLECTION_NAME.fullmatch(name):
-        raise InvalidInput(
-            f"invalid collection name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit"
-        )
 
 
 def content_hash(text: str) -> str:
@@ -51,31 +40,6 @@ def item_id(collection: str, doc_id: str, position: int) -> str:
     """Stable id of a document's n-th chunk: the same in every version of the document (each version's
     rows are keyed by the id and the version, so a new version never overwrites an old one)."""
     return hashlib.sha256(f"{collection}\0{doc_id}\0{position}".encode("utf-8")).hexdigest()[:32]
-
-
-def check_metadata(metadata: Any, label: str) -> dict[str, Any]:
-    """Metadata must be a JSON object the store can keep: NaN and infinity (which Python's json module
-    reads) cannot be stored, and its size is bounded."""
-    if not isinstance(metadata, dict):
-        raise InvalidInput(f"{label} must be a JSON object")
-    try:
-        encoded = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise InvalidInput(f"{label} is not plain JSON: {error}") from None
-    if len(encoded.encode("utf-8")) > MAX_METADATA_BYTES:
-        raise InvalidInput(f"{label} is larger than {MAX_METADATA_BYTES} bytes as JSON")
-    return dict(metadata)
-
-
-def check_document_fields(index: int, doc_id: str, document: Document) -> None:
-    """Reject what the store's typed fields cannot hold, before anything is embedded or written."""
-    limits = {"id": (doc_id, MAX_ID_LENGTH), "title": (document.title or "", 1024), "source": (document.source or "", 1024)}
-    for name, (value, limit) in limits.items():
-        if len(value.encode("utf-8")) > limit:
-            raise InvalidInput(f"documents[{index}].{name} is longer than {limit} bytes")
-    if not doc_id.strip():
-        raise InvalidInput(f"documents[{index}].id is blank")
-    check_metadata(document.metadata, f"documents[{index}].metadata")
 
 
 class Mirror(Protocol):

@@ -154,16 +154,17 @@ def test_rejected_uploads_store_nothing(client, collection, name, data, status, 
 
 
 def test_bad_json_documents_store_nothing(client, collection):
-    bad = [
-        {"collection": collection, "documents": [{"id": "ok", "text": "fine"}, {"id": "blank", "text": "  \u200b "}]},
-        {"collection": collection, "documents": [{"id": "x", "text": "one"}, {"id": "x", "text": "two"}]},
-        {"collection": collection, "documents": [{"id": "t", "text": "ok", "title": "x" * 2000}]},
-        {"collection": "bad name!", "documents": [{"text": "fine"}]},
+    bad = [  # what the schema cannot say is a 400; what breaks its limits, a 422
+        ({"collection": collection, "documents": [{"id": "ok", "text": "fine"}, {"id": "blank", "text": "  \u200b "}]}, 400),
+        ({"collection": collection, "documents": [{"id": "x", "text": "one"}, {"id": "x", "text": "two"}]}, 400),
+        ({"collection": collection, "documents": [{"id": "t", "text": "ok", "title": "é" * 600}]}, 400),  # 1200 bytes
+        ({"collection": collection, "documents": [{"id": "t", "text": "ok", "title": "x" * 2000}]}, 422),
+        ({"collection": "bad name!", "documents": [{"text": "fine"}]}, 422),
     ]
-    for body in bad:
+    for body, status in bad:
         response = client.post("/v1/documents", json=body)
-        assert response.status_code == 400, response.text
-        assert response.json()["error"]["code"] == "invalid_input"
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["code"] == {400: "invalid_input", 422: "invalid_request"}[status]
     assert count_items(client, collection) == 0
 
 

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 
+from api.errors import error_responses
 from api.jobs import AUDIO_INGEST
-from api.routes.deps import get_library, parse_json_object
+from api.routes.deps import CollectionForm, get_library, not_null, parse_json_object
 from api.routes.documents import ingest_response
 from api.schemas import IngestOut, JobAcceptedOut, JobOut
 from retrieval import Library, NotFound
@@ -22,13 +23,13 @@ router = APIRouter(prefix="/v1", tags=["audio"])
 @router.post(
     "/audio",
     response_model=IngestOut,
-    responses={202: {"model": JobAcceptedOut, "description": "Long recordings: a background job was accepted (and stored: it survives a restart)."}},
+    responses={202: {"model": JobAcceptedOut, "description": "Long recordings: a background job was accepted (and stored: it survives a restart)."}, **error_responses(400, 413, 502)},
     summary="Ingest audio recordings",
 )
 def ingest_audio(
     files: Annotated[list[UploadFile], File(description="Recordings: WAV, FLAC, MP3, OGG/Opus, M4A/AAC, WebM.")],
-    collection: Annotated[str, Form()] = "default",
-    language: Annotated[str | None, Form(description="Force a language (e.g. en); default: detected.")] = None,
+    collection: CollectionForm = "default",
+    language: Annotated[str | None, Form(json_schema_extra=not_null, description="Force a language (e.g. en); default: detected.")] = None,
     metadata: Annotated[str, Form(description="JSON object stored with every window of these recordings.")] = "{}",
     library: Library = Depends(get_library),
 ):
@@ -50,7 +51,7 @@ def ingest_audio(
     return JSONResponse(accepted.model_dump(), status_code=202)
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, summary="Progress and result of a background job")
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="Progress and result of a background job", responses=error_responses(404))
 def get_job(job_id: str, library: Library = Depends(get_library)) -> JobOut:
     """Read from the job store that every replica shares, so any replica answers for any job; a
     finished job's status is kept for PRISM_JOB_RETENTION_S (at most PRISM_JOB_MAX_KEPT of them)."""

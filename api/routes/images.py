@@ -9,11 +9,12 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.routes.deps import decode_base64, get_library, parse_json_object
+from api.errors import error_responses
+from api.routes.deps import decode_base64, file_name, get_library, parse_json_object
 from api.routes.documents import ingest_response
-from api.schemas import ImagesIn, IngestOut, inline_schema
+from api.schemas import COLLECTION_DESCRIPTION, COLLECTION_PATTERN, MAX_CAPTION_CHARS, METADATA_DESCRIPTION, ImagesIn, IngestOut, inline_schema
 from retrieval import InvalidInput, Library
-from retrieval.ingest import check_collection_name
+from retrieval.validation import check_collection_name, check_string
 
 router = APIRouter(prefix="/v1", tags=["images"])
 
@@ -22,9 +23,13 @@ MULTIPART_SCHEMA = {
     "required": ["files"],
     "properties": {
         "files": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": "JPEG, PNG, WebP, GIF, BMP or TIFF pictures."},
-        "caption": {"type": "array", "items": {"type": "string"}, "description": "Optional: one caption per file, in the order of the files."},
-        "metadata": {"type": "array", "items": {"type": "string"}, "description": "Optional: a JSON object for all files, or one per file."},
-        "collection": {"type": "string", "default": "default"},
+        "caption": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": MAX_CAPTION_CHARS},
+            "description": "Optional: one caption per file, in the order of the files.",
+        },
+        "metadata": {"type": "array", "items": {"type": "string"}, "description": f"Optional: a JSON object for all files, or one per file. {METADATA_DESCRIPTION}"},
+        "collection": {"type": "string", "default": "default", "pattern": COLLECTION_PATTERN, "maxLength": 128, "description": COLLECTION_DESCRIPTION},
     },
 }
 REQUEST_BODY = {
@@ -33,12 +38,19 @@ REQUEST_BODY = {
 }
 
 
-@router.post("/images", response_model=IngestOut, summary="Ingest pictures", openapi_extra={"requestBody": REQUEST_BODY})
+@router.post(
+    "/images",
+    response_model=IngestOut,
+    summary="Ingest pictures",
+    openapi_extra={"requestBody": REQUEST_BODY},
+    responses=error_responses(400, 413, 502),
+)
 async def ingest_images(request: Request, library: Library = Depends(get_library)) -> IngestOut:
     """Embeds each picture with CLIP (and its caption with the text encoder, so caption words are
     searchable) and keeps the original and a thumbnail. The ids returned are the pictures' item ids;
     the same picture uploaded to a collection again replaces its caption and metadata. Every file is
-    decoded and checked first (format, size, pixel count), so one bad file stores nothing."""
+    decoded and checked first (format, size, pixel count), so one bad file stores nothing. This route
+    validates its body itself: what does not match the schema is a 400, like bad content."""
     images = library.require_images()
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         collection, files = await _multipart(request)
@@ -70,7 +82,7 @@ async def _multipart(request: Request) -> tuple[str, list[Upload]]:
     if metadata and len(metadata) != len(files):
         raise InvalidInput(f"give one metadata object for all files or one per file: {len(metadata)} for {len(files)} files")
     uploads = [
-        (file.filename or f"files[{index}]", await file.read(), captions[index] if captions else None, metadata[index] if metadata else {})
+        (file_name(file.filename, f"files[{index}]"), await file.read(), captions[index] if captions else None, metadata[index] if metadata else {})
         for index, file in enumerate(files)
     ]
     return _text_field(form.get("collection") or "default", "collection"), uploads
@@ -92,4 +104,4 @@ async def _json(request: Request) -> tuple[str, list[Upload]]:
 def _text_field(value: str | UploadFile, name: str) -> str:
     if isinstance(value, UploadFile):
         raise InvalidInput(f"`{name}` must be a text field of the form, not a file")
-    return value
+    return check_string(value, name)

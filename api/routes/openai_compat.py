@@ -7,9 +7,11 @@ import base64
 import numpy as np
 from fastapi import APIRouter, Depends
 
-from api.routes.deps import get_library
-from api.schemas import EmbeddingOut, EmbeddingsIn, EmbeddingsOut, ModelCard, ModelsOut
+from api.errors import error_responses
+from api.routes.deps import get_library, get_text_limits
+from api.openai_schemas import EmbeddingOut, EmbeddingsIn, EmbeddingsOut, ModelCard, ModelsOut
 from retrieval import InvalidInput, Library, NotFound
+from retrieval.validation import TextLimits
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -25,12 +27,22 @@ def list_models(library: Library = Depends(get_library)) -> ModelsOut:
     return ModelsOut(data=[ModelCard(id=model_id) for model_id in model_ids(library)])
 
 
-@router.post("/embeddings", response_model=EmbeddingsOut, summary="Create embeddings (OpenAI-compatible)")
-def create_embeddings(body: EmbeddingsIn, library: Library = Depends(get_library)) -> EmbeddingsOut:
-    """Documents get no instruction; `input_type: "query"` adds the query instruction."""
+@router.post(
+    "/embeddings",
+    response_model=EmbeddingsOut,
+    summary="Create embeddings (OpenAI-compatible)",
+    responses=error_responses(400, 404, 413, 502),
+)
+def create_embeddings(
+    body: EmbeddingsIn, library: Library = Depends(get_library), limits: TextLimits = Depends(get_text_limits)
+) -> EmbeddingsOut:
+    """Documents get no instruction; `input_type: "query"` adds the query instruction. At most 2048
+    texts, each at most PRISM_MAX_DOCUMENT_CHARS characters and PRISM_MAX_REQUEST_TEXT_CHARS together."""
     if body.model not in model_ids(library):
         raise NotFound(f"model {body.model!r} is not served here; GET /v1/models lists {model_ids(library)}")
     texts = [body.input] if isinstance(body.input, str) else body.input
+    labels = ["input"] if isinstance(body.input, str) else [f"input[{index}]" for index in range(len(texts))]
+    limits.check_texts(list(zip(labels, texts)))
     if not texts or any(not text.strip() for text in texts):
         raise InvalidInput("input must be a non-empty string or a list of non-empty strings")
     vectors = library.embed(texts, dimensions=body.dimensions, as_query=body.input_type == "query")

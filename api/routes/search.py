@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
+from api.errors import error_responses
 from api.metrics import observe_stages
-from api.routes.deps import decode_base64, get_library
+from api.routes.deps import CollectionForm, decode_base64, file_name, get_library, not_null, parse_json_object
 from api.schemas import RerankOut, ResultOut, RoutesOut, SearchIn, SearchOut, TranscriptOut
 from encoders.images import looks_like_image
 from retrieval import InvalidInput, Library, Query
 from retrieval.fusion import FusionConfig
 from retrieval.timing import StageTimer
+from retrieval.validation import json_problem
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
 
-@router.post("/search", response_model=SearchOut, summary="Search a collection by text, picture or audio clip")
+@router.post(
+    "/search",
+    response_model=SearchOut,
+    summary="Search a collection by text, picture or audio clip",
+    responses=error_responses(400, 404, 413, 502),
+)
 def search(body: SearchIn, library: Library = Depends(get_library)) -> SearchOut:
     """Returns the `top_k` items closest to the query, best first, with the routes that found each one
     and per-stage timings.
@@ -45,28 +51,33 @@ def search(body: SearchIn, library: Library = Depends(get_library)) -> SearchOut
     return run_search(library, query, audio, "query.audio", body.language)
 
 
-@router.post("/search/upload", response_model=SearchOut, summary="Search with an uploaded picture or audio clip")
+@router.post(
+    "/search/upload",
+    response_model=SearchOut,
+    summary="Search with an uploaded picture or audio clip",
+    responses=error_responses(400, 404, 413, 502),
+)
 def search_upload(
     file: Annotated[UploadFile, File(description="A picture (JPEG, PNG, WebP, GIF, BMP, TIFF) or an audio clip (WAV, FLAC, MP3, OGG/Opus, M4A, WebM).")],
-    collection: Annotated[str, Form()] = "default",
+    collection: CollectionForm = "default",
     top_k: Annotated[int, Form(ge=1, le=1000)] = 10,
-    min_score: Annotated[float | None, Form()] = None,
+    min_score: Annotated[float | None, Form(allow_inf_nan=False, json_schema_extra=not_null, description="A finite number; absent or empty: no threshold.")] = None,
     filters: Annotated[str, Form(description="Filters as a JSON object.")] = "{}",
-    modalities: Annotated[str, Form(description="Comma-separated, e.g. text,audio; empty means all.")] = "",
-    language: Annotated[str | None, Form(description="Language of an audio clip; default: detected.")] = None,
-    per_modality_limit: Annotated[int | None, Form(ge=1)] = None,
+    modalities: Annotated[str, Form(max_length=64, description="Comma-separated, e.g. text,audio; empty means all.")] = "",
+    language: Annotated[str | None, Form(max_length=16, json_schema_extra=not_null, description="Language of an audio clip; default: detected.")] = None,
+    per_modality_limit: Annotated[int | None, Form(ge=1, le=1000, json_schema_extra=not_null)] = None,
     rerank: Annotated[bool, Form()] = False,
     rerank_top_n: Annotated[int, Form(ge=1, le=1000)] = 50,
     library: Library = Depends(get_library),
 ) -> SearchOut:
     """The same search as POST /v1/search with `query.image` or `query.audio`, for clients that upload
     a file; which of the two it is, is told from the file's first bytes."""
-    try:
-        parsed_filters = json.loads(filters)
-    except json.JSONDecodeError as error:
-        raise InvalidInput(f"filters is not valid JSON: {error}") from None
+    parsed_filters = parse_json_object(filters, "filters")
+    problem = json_problem(parsed_filters, "filters")
+    if problem:
+        raise InvalidInput(problem)
     chosen = tuple(m.strip() for m in modalities.split(",") if m.strip())
-    data, name = file.file.read(), file.filename or "upload"
+    data, name = file.file.read(), file_name(file.filename, "file")
     picture = looks_like_image(data)
     query = Query(
         image=data if picture else None,

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.auth import require_api_key
+from api.errors import error_responses
 from api.metrics import metrics_response
 from api.readiness import detailed_view, failing, probe, public_view
 from api.schemas import AudioModelOut, ImageModelOut, InfoOut, ModelOut, RerankModelOut
@@ -23,7 +24,7 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: models loaded and the store answering",
-    responses={503: {"description": "Not ready: loading, or a required dependency (store, text encoder) is not ok."}},
+    responses=error_responses(503),
 )
 async def readyz(request: Request) -> JSONResponse:
     """200 with a status word per dependency (`ok`, `disabled`, `unavailable`, `not answering`) when the
@@ -92,7 +93,13 @@ async def info(request: Request) -> InfoOut:
     return InfoOut(version=request.app.version, ready=library is not None, error=state.error, models=models, store=store, checks=checks)
 
 
-@router.get("/metrics", dependencies=[Depends(require_api_key)], summary="Prometheus metrics", include_in_schema=True)
+@router.get(
+    "/metrics",
+    dependencies=[Depends(require_api_key)],
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def metrics(request: Request) -> Response:
     library = request.app.state.prism.library
     return metrics_response([library.images.batcher] if library is not None and library.images is not None else [])
