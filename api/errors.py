@@ -17,7 +17,6 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import COLLECTION_DESCRIPTION, COLLECTION_PATTERN
-from api.state import ServiceNotReady
 from encoders import EncoderError, EncoderUnavailable
 from encoders.audio import AudioTooLong, InvalidAudio
 from encoders.cancel import Cancelled, ShuttingDown
@@ -29,6 +28,10 @@ from retrieval import InvalidFile, InvalidFilter, InvalidInput, NotFound, StoreM
 from retrieval.validation import InputTooLarge
 
 log = logging.getLogger("prism")
+
+
+class ServiceNotReady(Exception):
+    """The Library is still loading or could not be loaded (HTTP 503)."""
 
 
 class ErrorDetail(BaseModel):

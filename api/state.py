@@ -13,6 +13,7 @@ import threading
 from typing import Callable, TypeVar
 
 from api.jobs import job_handlers
+from api.errors import ServiceNotReady
 from api.settings import Settings
 from encoders import EncoderUnavailable, create_text_encoder
 from encoders.base import set_cpu_threads
@@ -27,10 +28,6 @@ log = logging.getLogger("prism")
 T = TypeVar("T")
 
 RETRY_DELAYS_S = (1, 2, 5, 10, 30)  # then every 30 s
-
-
-class ServiceNotReady(Exception):
-    """The Library is still loading or could not be loaded (HTTP 503)."""
 
 
 def open_library(settings: Settings) -> Library:
