@@ -215,7 +215,7 @@ def run_doctor(args: argparse.Namespace) -> int:
     else:
         for title, problems in (("repaired", report["fixed"]), ("problems", report["problems"])):
             for problem in problems:
-                print(f"{title}: {problem['kind']}\t{problem['collection']}\t{problem['id']}\t{problem['detail']}")
+                print(f"{title}: {problem['kind']}\t{problem['collection']}\t{problem['id']}\t{problem['message']}")
         for note in report["notes"]:
             print(f"note: {note}")
         print(report["summary"])

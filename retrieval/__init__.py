@@ -4,7 +4,7 @@ from retrieval.errors import InvalidInput, NotFound
 from retrieval.extract import InvalidFile, UnsupportedFile
 from retrieval.filters import InvalidFilter
 from retrieval.ingest import ChunkingConfig
-from retrieval.library import Library, UploadedFile
+from retrieval.library import Library
 from retrieval.search import Query
 from retrieval.store import MilvusStore
 from retrieval.store_errors import StoreMismatch, StoreUnavailable
@@ -35,5 +35,4 @@ __all__ = [
     "StoreMismatch",
     "StoreUnavailable",
     "UnsupportedFile",
-    "UploadedFile",
 ]

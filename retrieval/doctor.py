@@ -42,7 +42,7 @@ class Problem:
     kind: str
     collection: str
     id: str
-    detail: str
+    message: str
     fixable: bool
 
 

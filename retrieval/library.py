@@ -9,8 +9,8 @@ say why not.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
-from pathlib import Path, PurePath
+from dataclasses import replace
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -24,7 +24,6 @@ from retrieval.blobs import BlobInfo, BlobStore, blob_key
 from retrieval.cache import EmbeddingCache
 from retrieval.doctor import Doctor, Report
 from retrieval.errors import InvalidInput, ModalityUnavailable, NotFound
-from retrieval.extract import extract_text
 from retrieval.images import (
     ClipTextMirror,
     ImageConfig,
@@ -45,12 +44,6 @@ log = logging.getLogger("prism")
 # On a Milvus server several replicas may write: a write younger than this may still be in progress
 # elsewhere, and is left to them (or to a later start). Milvus Lite is one process: nothing is left.
 STALE_WRITE_S = 600.0
-
-
-@dataclass(frozen=True)
-class UploadedFile:
-    filename: str
-    data: bytes
 
 
 class Library:
@@ -136,16 +129,6 @@ class Library:
         return self.encoder.info
 
     def ingest_documents(self, collection: str, documents: Sequence[Document]) -> IngestResult:
-        return self.ingestor.ingest(collection, documents)
-
-    def ingest_files(self, collection: str, files: Sequence[UploadedFile]) -> IngestResult:
-        """Each file becomes one document whose id and source are its name (re-uploading replaces it)."""
-        if not files:
-            raise InvalidInput("no files given")
-        documents = [
-            Document(text=extract_text(file.filename, file.data), id=file.filename, title=PurePath(file.filename).stem, source=file.filename)
-            for file in files
-        ]
         return self.ingestor.ingest(collection, documents)
 
     def ingest_images(self, collection: str, uploads: Sequence[ImageUpload]) -> IngestResult:

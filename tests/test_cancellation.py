@@ -64,6 +64,7 @@ def server(tmp_path):
         PRISM_IMAGE_MODEL="",
         PRISM_RERANK_BACKEND="none",
         PRISM_SHUTDOWN_TIMEOUT_S=str(SHUTDOWN_TIMEOUT_S),
+        PRISM_MAX_DOCUMENTS_PER_REQUEST="5000",  # one request long enough to be cut off
     )
     log = tmp_path / "server.log"
     with log.open("wb") as output:

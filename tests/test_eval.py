@@ -137,7 +137,7 @@ def test_eval_drops_its_collection_when_it_fails(prism_url, tmp_path):
     (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\td3\t1\n")
     result = prism("--url", prism_url, "eval", str(folder), env=base_env(tmp_path))
     assert result.returncode == 1
-    assert "POST /v1/documents -> 400" in result.stderr and "longer than 512 bytes" in result.stderr
+    assert "POST /v1/documents -> 422" in result.stderr and "at most 512" in result.stderr
     assert "Traceback" not in result.stderr
     assert eval_collections(prism_url) == []
 

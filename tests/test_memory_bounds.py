@@ -151,7 +151,7 @@ def test_a_recording_over_the_limit_that_hides_its_length_is_refused_holding_not
         f"""
         from encoders.audio import InvalidAudio, probe_duration_s
         from retrieval.audio import AudioConfig, AudioLibrary
-        library = AudioLibrary(None, None, None, AudioConfig(max_duration_s=60))
+        library = AudioLibrary(None, None, AudioConfig(max_duration_s=60))
         data = open({str(path)!r}, "rb").read()
         assert probe_duration_s(data) is None
         """,

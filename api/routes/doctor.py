@@ -16,12 +16,12 @@ class ProblemOut(BaseModel):
     kind: str = Field(description="What is wrong, e.g. orphan_blob, missing_copy, unfinished_write (see `prism doctor --help`).")
     collection: str
     id: str = Field(description="The item, document, row, blob key or file concerned.")
-    detail: str
+    message: str
     fixable: bool = Field(description="Whether POST /v1/doctor/fix repairs it.")
 
     @classmethod
     def of(cls, problem: Problem) -> "ProblemOut":
-        return cls(kind=problem.kind, collection=problem.collection, id=problem.id, detail=problem.detail, fixable=problem.fixable)
+        return cls(kind=problem.kind, collection=problem.collection, id=problem.id, message=problem.message, fixable=problem.fixable)
 
 
 class DoctorOut(BaseModel):
