@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./data"), description="Where Milvus Lite and other local state live.")
     milvus_uri: str | None = Field(None, description="A Milvus server, e.g. http://host:19530. Default: Milvus Lite at DATA_DIR/milvus.db.")
     milvus_token: SecretStr | None = Field(None, description="Milvus token (user:password) for a secured server.")
+    lite_index_max_items: int = Field(2_000_000, ge=0, description="On Milvus Lite, the most rows per vector space that Prism keeps in memory for exact search in milliseconds; above it Milvus Lite searches itself (much slower, see the log and /v1/info); 0 turns the index off.")
 
     # Text encoder
     text_backend: Literal["local", "openai", "sentence-transformers"] = Field("local", description="Which text encoder backend to use.")
