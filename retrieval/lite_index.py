@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from retrieval.filters import Condition
 from retrieval.lite_match import RowMatch
+from retrieval.lite_scan import HalfScan
 from retrieval.store_schema import row_key
 
 STRING_COLUMNS = ("id", "collection", "modality", "doc_id", "source", "title", "content_hash", "metadata")
@@ -73,7 +74,13 @@ class Interner:
         """Codes of many values; an Arrow array is dictionary-encoded first (each distinct value looked up once)."""
         if isinstance(values, (pa.Array, pa.ChunkedArray)):
             encoded = pc.dictionary_encode(values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values)
-            mapping = np.fromiter((self.code(value) for value in encoded.dictionary.to_pylist()), dtype=np.int32, count=len(encoded.dictionary))
+            distinct = encoded.dictionary.to_pylist()
+            if not self.values:  # the first fill: every distinct value is new, in order
+                self.code_of = dict(zip(distinct, range(len(distinct))))
+                self.values = distinct
+                mapping = np.arange(len(distinct), dtype=np.int32)
+            else:
+                mapping = np.fromiter((self.code(value) for value in distinct), dtype=np.int32, count=len(distinct))
             return mapping[encoded.indices.to_numpy(zero_copy_only=False)] if len(mapping) else np.zeros(0, np.int32)
         return np.fromiter((self.code(value) for value in values), dtype=np.int32, count=len(values))
 
@@ -94,6 +101,7 @@ class _Storage:
     ints: dict[str, np.ndarray]
     interners: dict[str, Interner]
     metadata: list[dict[str, Any]]  # parsed metadata object per metadata code
+    scan: HalfScan | None  # float16 copies of the unit vectors, slot by slot (None without faiss)
     metadata_matches: dict[tuple[str, tuple[Any, ...]], np.ndarray] = field(default_factory=dict)
 
     @property
@@ -174,6 +182,8 @@ class LiteIndex:
             end = size + count
             storage.vectors[size:end] = vectors
             storage.inverse_norms[size:end] = _inverse_norms(storage.vectors[size:end])
+            if storage.scan is not None:
+                storage.scan.add(storage.vectors[size:end] * storage.inverse_norms[size:end, None])
             storage.alive[size:end] = True
             for name in STRING_COLUMNS:
                 storage.codes[name][size:end] = codes[name]
@@ -228,7 +238,7 @@ class LiteIndex:
         storage.metadata.extend(json.loads(text) for text in values[len(storage.metadata) :])
 
     def _grown(self, storage: _Storage, size: int, needed: int) -> _Storage:
-        grown = self._empty_storage(max(needed, int(storage.capacity * 1.25) + 1024), storage.interners, storage.metadata)
+        grown = self._empty_storage(max(needed, int(storage.capacity * 1.25) + 1024), storage.interners, storage.metadata, storage.scan)
         grown.vectors[:size] = storage.vectors[:size]
         grown.inverse_norms[:size] = storage.inverse_norms[:size]
         grown.alive[:size] = storage.alive[:size]
@@ -253,9 +263,11 @@ class LiteIndex:
         fresh.metadata.extend(json.loads(text) for text in fresh.interners["metadata"].values)
         for name in INT_COLUMNS:
             fresh.ints[name][: len(keep)] = storage.ints[name][keep]
+        if fresh.scan is not None:
+            fresh.scan.add(fresh.vectors[: len(keep)] * fresh.inverse_norms[: len(keep), None])
         return fresh, len(keep)
 
-    def _empty_storage(self, capacity: int, interners: dict[str, Interner] | None = None, metadata: list | None = None) -> _Storage:
+    def _empty_storage(self, capacity: int, interners: dict[str, Interner] | None = None, metadata: list | None = None, scan: HalfScan | None = None) -> _Storage:
         return _Storage(
             vectors=np.zeros((capacity, self.dimension), dtype=np.float32),
             inverse_norms=np.zeros(capacity, dtype=np.float32),
@@ -264,6 +276,7 @@ class LiteIndex:
             ints={name: np.zeros(capacity, dtype=np.int64) for name in INT_COLUMNS},
             interners=interners if interners is not None else {name: Interner() for name in STRING_COLUMNS},
             metadata=metadata if metadata is not None else [],
+            scan=scan if scan is not None else (HalfScan(self.dimension) if HalfScan.available() else None),
         )
 
     def _published(self, storage: _Storage, size: int) -> None:
@@ -281,20 +294,26 @@ class LiteIndex:
         best first. Raises Unsupported for a condition it cannot evaluate."""
         view = self.view()
         storage, size = view.storage, view.size
-        allowed = np.flatnonzero(self._mask(view, conditions))
-        if not len(allowed):
+        mask = self._mask(view, conditions)
+        allowed_count = int(np.count_nonzero(mask))
+        if not allowed_count:
             return []
         query = np.asarray(vector, dtype=np.float32)
         query = query * _inverse_norms(query[None, :])[0]
-        if len(allowed) < GATHER_BELOW * size:
-            scores = storage.vectors[allowed] @ query
-        else:
-            scores = (storage.vectors[:size] @ query)[allowed]
-        scores *= storage.inverse_norms[allowed]
-        count = min(limit, len(allowed))
-        top = np.argpartition(-scores, count - 1)[:count] if count < len(allowed) else np.arange(len(allowed))
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(KeyRow(storage, int(allowed[position])), float(scores[position])) for position in top]
+        count = min(limit, allowed_count)
+        slots = None
+        if allowed_count < GATHER_BELOW * size:  # a selective filter: score only the rows it allows
+            slots = np.flatnonzero(mask)
+        elif storage.scan is not None and storage.scan.rows >= size:
+            slots = storage.scan.candidates(query, mask, count, allowed_count)
+        if slots is not None:
+            scores = (storage.vectors[slots] @ query) * storage.inverse_norms[slots]
+        else:  # score every row in float32, and rule out those the filter does not allow
+            scores = (storage.vectors[:size] @ query) * storage.inverse_norms[:size]
+            scores[~mask] = -np.inf
+        top = np.argpartition(-scores, count - 1)[:count] if count < len(scores) else np.arange(len(scores))
+        top = top[np.argsort(-scores[top], kind="stable")][:count]
+        return [(KeyRow(storage, int(position if slots is None else slots[position])), float(scores[position])) for position in top]
 
     def rows(self, match: RowMatch) -> list[KeyRow]:
         """Every live row `match` selects."""
@@ -374,7 +393,8 @@ class LiteIndex:
     def nbytes(self) -> int:
         """Bytes held by the arrays (not counting the interned values)."""
         storage = self.view().storage
-        return storage.vectors.nbytes + storage.inverse_norms.nbytes + storage.alive.nbytes + sum(a.nbytes for a in (*storage.codes.values(), *storage.ints.values()))
+        arrays = (storage.vectors, storage.inverse_norms, storage.alive, *storage.codes.values(), *storage.ints.values())
+        return sum(array.nbytes for array in arrays) + (storage.scan.nbytes if storage.scan is not None else 0)
 
 
 def _json_equals(value: Any, wanted: tuple[Any, ...]) -> bool:

@@ -14,8 +14,9 @@ nothing for can skip Milvus: a new document's first version deletes no older row
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from retrieval.filters import string_in
 from retrieval.lite_flush import DelayedFlush
 from retrieval.lite_index import LiteIndex
-from retrieval.lite_load import TooLarge, fill, shared_indexes
+from retrieval.lite_direct import TooLarge, fill, get_rows
 from retrieval.lite_match import RowMatch
 from retrieval.store_schema import ITEM_FIELDS, StoreKind, item_from_row
 from retrieval.types import Item
@@ -47,6 +48,7 @@ class IndexedSpace:
     _index_max_items: int = DEFAULT_LITE_INDEX_MAX_ITEMS
     _index_state: str = "not loaded yet"
     _flusher: DelayedFlush | None = None
+    _direct_reads: bool | None = None  # fetch rows from Lite's engine in this process (None: not compared yet)
 
     def index_status(self) -> dict[str, Any]:
         """For /v1/info: whether searches run in memory, over how many rows, and if not, why."""
@@ -74,7 +76,8 @@ class IndexedSpace:
 
         def build() -> LiteIndex:
             index = LiteIndex(dimension)
-            how = fill(index, self._lite_path, self._space_collection, self._index_max_items, lambda: self._count('row_id != ""'), lambda fields: self.scan(fields))
+            stats = lambda: int(self._call("get_collection_stats", self._space_collection)["row_count"])  # noqa: E731
+            how = fill(index, self._lite_path, self._space_collection, self._index_max_items, stats, self.scan, self.rows_by_key)
             log.info("in-memory index of the %s space: %d rows, %.0f MiB (read %s)", self.space, index.live, index.nbytes / 2**20, "from Lite's tables" if how == "arrow" else "through the client")
             return index
 
@@ -164,12 +167,32 @@ class IndexedSpace:
     # ----------------------------------------------------------------- reads
 
     def _fetch(self, row_ids: Sequence[str]) -> dict[str, Item]:
-        """Items (without vectors) by primary key; keys Milvus does not have are left out."""
-        found: dict[str, Item] = {}
+        """Items (without vectors) by primary key; keys Milvus does not have are left out. On Lite, read
+        from the engine in this process (retrieval/lite_direct.py) once a first fetch found it answering
+        exactly as the client does; through the client otherwise, and whenever that fails."""
+        if not row_ids:
+            return {}
+        fields = ["row_id", *ITEM_FIELDS]
+        if self._lite_path is not None and self._direct_reads is not False:
+            try:
+                direct = {row["row_id"]: item_from_row(row) for row in get_rows(self._lite_path, self._space_collection, list(row_ids), fields)}
+            except Exception:  # noqa: BLE001 - not loaded, gone, or other internals: the client says which
+                direct = None
+            if direct is not None and self._direct_reads:
+                return direct
+            if direct is not None:  # the first time: compare with the client's answer
+                client = self._fetch_through_client(row_ids, fields)
+                self._direct_reads = direct == client
+                if not self._direct_reads:
+                    log.warning("Milvus Lite's rows read directly differ from the client's: rows are fetched through the client")
+                return client
+        return self._fetch_through_client(row_ids, fields)
+
+    def _fetch_through_client(self, row_ids: Sequence[str], fields: list[str]) -> dict[str, Item]:
+        rows: list[dict[str, Any]] = []
         for start in range(0, len(row_ids), KEY_BATCH):
-            for row in self._query(self._space_collection, string_in("row_id", row_ids[start : start + KEY_BATCH]), ["row_id", *ITEM_FIELDS]):
-                found[row["row_id"]] = item_from_row(row)
-        return found
+            rows += self._query(self._space_collection, string_in("row_id", list(row_ids[start : start + KEY_BATCH])), fields)
+        return {row["row_id"]: item_from_row(row) for row in rows}
 
     def _drop_gone(self, index: LiteIndex, row_ids: Sequence[str]) -> None:
         """Rows a reader found in the index and not in Milvus: if Milvus has none of them still, under
@@ -179,3 +202,37 @@ class IndexedSpace:
             gone = [row_id for row_id in row_ids if row_id not in present]
             if gone:
                 self._follow(index, lambda: index.remove(index.slots_of_keys(gone)))
+
+
+class SharedIndexes:
+    """One index per Lite directory and space in this process, whichever stores open it (two stores on
+    one directory and space would otherwise each miss the other's writes)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[tuple[str, str], tuple[LiteIndex, int]] = {}
+
+    def acquire(self, lite_path: str, space: str, build: Callable[[], LiteIndex]) -> LiteIndex:
+        key = (os.path.abspath(lite_path), space)
+        with self._lock:
+            if key in self._open:
+                index, users = self._open[key]
+                self._open[key] = (index, users + 1)
+                return index
+            index = build()  # under the lock: a second store waits for the first one's filling
+            self._open[key] = (index, 1)
+            return index
+
+    def release(self, lite_path: str, space: str) -> None:
+        key = (os.path.abspath(lite_path), space)
+        with self._lock:
+            if key not in self._open:
+                return
+            index, users = self._open[key]
+            if users > 1:
+                self._open[key] = (index, users - 1)
+            else:
+                del self._open[key]
+
+
+shared_indexes = SharedIndexes()

@@ -20,7 +20,7 @@ import pytest
 from retrieval.blobs import BlobStore
 from retrieval.filters import build_filter
 from retrieval.lite_index import LiteIndex
-from retrieval.lite_load import fill
+from retrieval.lite_direct import fill
 from retrieval.lite_match import RowMatch
 from retrieval.store import MilvusStore
 from retrieval.types import Item
@@ -242,7 +242,7 @@ def test_a_restart_reads_the_same_index_back(twins):
     # a path Lite has no server for makes the direct read fail.
     store = twins.indexed
     through_client = LiteIndex(DIM)
-    assert fill(through_client, "/no/such/milvus.db", "prism_text", 10**6, lambda: len(twins.items()), lambda fields: store.scan(fields)) == "client"
+    assert fill(through_client, "/no/such/milvus.db", "prism_text", 10**6, lambda: len(twins.items()), store.scan, store.rows_by_key) == "client"
     direct = store._index
     assert sorted(row.row_id for row in through_client.rows(RowMatch())) == sorted(row.row_id for row in direct.rows(RowMatch()))
     query = np.ones(DIM).tolist()
