@@ -348,3 +348,28 @@ def test_past_its_limit_the_index_is_off_and_lite_searches(tmp_path):
         assert [hit.item.id for hit in reopened.search(query.tolist(), 5, build_filter("c", None))] == [item_id for item_id, _ in expected]
     finally:
         reopened.close()
+
+
+def test_near_ties_are_ranked_exactly_though_the_scan_is_half_precision():
+    """Rows whose scores differ by less than float16 can tell apart: the half-precision scan only picks
+    candidates, and the float32 rescoring ranks them as numpy does."""
+    rng = np.random.default_rng(7)
+    direction = rng.standard_normal(DIM)
+    vectors = (direction + 0.05 * rng.standard_normal((3000, DIM))).astype(np.float32)
+    index = LiteIndex(DIM)
+    rows = [
+        {"id": f"r{n}", "collection": "c", "modality": "text", "doc_id": f"d{n}", "source": "", "title": "", "content_hash": str(n),
+         "metadata": {}, "created_at": T0, "version": 1, "vector": vector}
+        for n, vector in enumerate(vectors)
+    ]  # fmt: skip
+    index.add_rows(rows)
+    query = direction + 0.05 * rng.standard_normal(DIM)
+    conditions = build_filter("c", None).conditions
+    view = index.view()
+    candidates = view.storage.scan.candidates(query / np.linalg.norm(query), index._mask(view, conditions), 50, 3000)
+    assert candidates is not None and 50 <= len(candidates) < 3000  # the band path, not a full scan
+    scores = vectors.astype(np.float64) @ query / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+    expected = [f"r{n}" for n in np.argsort(-scores)[:50]]
+    half = vectors.astype(np.float16).astype(np.float64) @ query
+    assert [f"r{n}" for n in np.argsort(-half)[:50]] != expected  # float16 alone would rank them otherwise
+    assert [row.id for row, _ in index.search(query, 50, conditions)] == expected
