@@ -150,12 +150,12 @@ def text_model() -> tuple[str, int]:
     return info.name, info.dimension
 
 
-def fill_text_space(uri: str, collection: str, start: int, stop: int, model: tuple[str, int], batch: int = 5000, index_timeout: float = 3600) -> dict:
+def fill_text_space(uri: str, collection: str, start: int, stop: int, model: tuple[str, int], batch: int = 5000, index_timeout: float = 3600, vectors_out: list | None = None) -> dict:
     """Store items start..stop-1 of a collection directly with MilvusStore: random unit vectors and
     short texts, in the text space the server will search. On a Milvus server it then waits until the
     new rows are flushed and indexed (see wait_until_indexed). Returns the rows, the seconds the upserts
     took (`insert_s`, with Lite's flushes), the seconds until indexed (`ready_s`) and, on a server, the
-    index's state then (`index`)."""
+    index's state then (`index`). `vectors_out`: a list the vectors are appended to (float32 arrays)."""
     import numpy as np
 
     from retrieval.store import MilvusStore
@@ -172,6 +172,8 @@ def fill_text_space(uri: str, collection: str, start: int, stop: int, model: tup
             count = min(batch, stop - first)
             vectors = rng.standard_normal((count, dimension), dtype=np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            if vectors_out is not None:
+                vectors_out.append(vectors)
             items = [
                 Item(
                     id=f"syn-{index}", collection=collection, modality="text", doc_id=f"syn-{index}",
@@ -283,6 +285,25 @@ def write_results(name: str, results: dict, markdown: str) -> Path:
 # Query latency stages as the server reports them (encode.* and search.* summed), plus the client's wall time.
 STAGES = ("encode", "search", "fusion", "total", "wall")
 QUANTILES = (50, 95, 99)
+
+
+def numpy_floor(vectors, queries: int, seed: int, top_k: int = 10) -> dict:
+    """p50/p95/p99 in ms of the bare exact search: the top_k of a random unit query over `vectors` (unit,
+    float32) by numpy in this process, what a search stage cannot beat without approximating."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(queries + 5):
+        query = rng.standard_normal(vectors.shape[1], dtype=np.float32)
+        query /= np.linalg.norm(query)
+        started = time.perf_counter()
+        scores = vectors @ query
+        top = np.argpartition(-scores, top_k)[:top_k]
+        top[np.argsort(-scores[top])]
+        samples.append((time.perf_counter() - started) * 1000)
+    samples = samples[5:]
+    return {f"p{q}": percentile(samples, q) for q in QUANTILES}
 
 
 def query_latency(client, queries: int, seed: int) -> dict:

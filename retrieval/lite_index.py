@@ -44,7 +44,7 @@ INT_COLUMNS = ("created_at", "version")
 FILTERABLE = ("collection", "modality", "doc_id", "source", "title")  # typed string fields a filter may name
 RANGES = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less}
 COMPACT_MIN_DEAD = 4096  # compact once this many slots are dead and they outnumber the live ones
-GATHER_BELOW = 0.25  # score only the allowed rows (a gather) when fewer than this share of all rows are allowed
+GATHER_AT_MOST = 4096  # a filter allowing at most this many rows: score them exactly at once (a gather of the matrix)
 
 
 class Unsupported(ValueError):
@@ -302,7 +302,7 @@ class LiteIndex:
         query = query * _inverse_norms(query[None, :])[0]
         count = min(limit, allowed_count)
         slots = None
-        if allowed_count < GATHER_BELOW * size:  # a selective filter: score only the rows it allows
+        if allowed_count <= GATHER_AT_MOST:  # a selective filter: score only the rows it allows
             slots = np.flatnonzero(mask)
         elif storage.scan is not None and storage.scan.rows >= size:
             slots = storage.scan.candidates(query, mask, count, allowed_count)

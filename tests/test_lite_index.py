@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from retrieval import lite_index
 from retrieval.blobs import BlobStore
 from retrieval.filters import build_filter
 from retrieval.lite_index import LiteIndex
@@ -205,14 +206,19 @@ def assert_reads_agree(twins: Twins) -> None:
     assert not plain.index_status()["enabled"]
 
 
-@pytest.fixture(scope="module")
-def twins(tmp_path_factory):
-    rng = random.Random(14)
-    made = Twins(tmp_path_factory.mktemp("lite-index"))
-    for collection in ("alpha", "beta"):
-        made.replace(collection, random_documents(rng, collection, [f"d{n}" for n in range(60)], "v1"))
-    yield made
-    made.close()
+@pytest.fixture(scope="module", params=["half-precision scan", "gather"])
+def twins(request, tmp_path_factory):
+    """Twins with a few hundred rows. The index scores a filter's rows at once when it allows at most
+    GATHER_AT_MOST of them, and through the half-precision scan above: each way is tested."""
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "half-precision scan":
+            patch.setattr(lite_index, "GATHER_AT_MOST", 0)
+        rng = random.Random(14)
+        made = Twins(tmp_path_factory.mktemp("lite-index"))
+        for collection in ("alpha", "beta"):
+            made.replace(collection, random_documents(rng, collection, [f"d{n}" for n in range(60)], "v1"))
+        yield made
+        made.close()
 
 
 def test_searches_are_exact_with_every_filter(twins):
