@@ -24,7 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from retrieval.lite_index import INT_COLUMNS, STRING_COLUMNS, LiteIndex, canonical_json
+from retrieval.lite_columns import INT_COLUMNS, STRING_COLUMNS, canonical_json
+from retrieval.lite_index import LiteIndex
 from retrieval.store_schema import row_key
 from retrieval.types import Item
 

@@ -5,7 +5,7 @@ Milvus Lite is a pure-Python engine: a search loops in Python over every stored 
 re-normalises the whole matrix (176 ms at 100k rows, 3 s at 1M, docs/BENCHMARKS.md), and every query
 by a field other than the primary key scans the collection. Lite is one process by design, so the
 process that owns it can keep what those need in memory, in step with every write and delete
-(retrieval/store.py and store_items.py update it right after each Milvus call):
+(retrieval/store_index.py changes it together with Milvus; retrieval/lite_columns.py holds the arrays):
 
     vectors       float32, the vectors as stored, and the inverse of each one's length (cosine
                   similarity is then a dot product times that)
@@ -14,12 +14,14 @@ process that owns it can keep what those need in memory, in step with every writ
     created_at, version   int64 per row
     alive         False once the row is deleted (slots are appended, never reused; compacted when most
                   are dead)
+    scan          a float16 copy of the unit vectors (retrieval/lite_scan.py)
 
-A search is one matrix-vector product over the rows the filter allows, then the top rows by score;
-the store applies the write journal's visibility and fetches those rows' fields from Milvus by primary
-key. Readers never wait for writers: a write appends beyond what readers see and then publishes the
+A search evaluates the filter on the columns, scans the float16 copy of the rows it allows for the
+candidates of the exact top k, and scores those exactly in float32 (a filter that allows few rows has
+them all scored at once); the store applies the write journal's visibility and fetches the top rows'
+fields from Milvus by primary key. Readers never wait for writers: a write appends beyond what readers see and then publishes the
 new size, and growing or compacting builds new arrays, so a reader keeps a consistent view
-(`_View`) for as long as it needs it.
+(`View`) for as long as it needs it.
 """
 
 from __future__ import annotations
@@ -27,20 +29,15 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from retrieval.filters import Condition
+from retrieval.lite_columns import INT_COLUMNS, STRING_COLUMNS, Interner, KeyRow, Storage, View, canonical_json
 from retrieval.lite_match import RowMatch
 from retrieval.lite_scan import HalfScan
-from retrieval.store_schema import row_key
 
-STRING_COLUMNS = ("id", "collection", "modality", "doc_id", "source", "title", "content_hash", "metadata")
-INT_COLUMNS = ("created_at", "version")
 FILTERABLE = ("collection", "modality", "doc_id", "source", "title")  # typed string fields a filter may name
 RANGES = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal, "<": np.less}
 COMPACT_MIN_DEAD = 4096  # compact once this many slots are dead and they outnumber the live ones
@@ -51,89 +48,6 @@ class Unsupported(ValueError):
     """A filter the index cannot evaluate: the caller searches Milvus instead."""
 
 
-def canonical_json(metadata: dict[str, Any]) -> str:
-    return json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-class Interner:
-    """Each distinct value once: value -> int32 code and back. Only ever grows (codes stay valid for
-    readers holding older arrays); compaction builds a new one."""
-
-    def __init__(self) -> None:
-        self.code_of: dict[Any, int] = {}
-        self.values: list[Any] = []
-
-    def code(self, value: Any) -> int:
-        found = self.code_of.get(value)
-        if found is None:
-            found = self.code_of[value] = len(self.values)
-            self.values.append(value)
-        return found
-
-    def encode(self, values: Sequence[Any] | pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """Codes of many values; an Arrow array is dictionary-encoded first (each distinct value looked up once)."""
-        if isinstance(values, (pa.Array, pa.ChunkedArray)):
-            encoded = pc.dictionary_encode(values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values)
-            distinct = encoded.dictionary.to_pylist()
-            if not self.values:  # the first fill: every distinct value is new, in order
-                self.code_of = dict(zip(distinct, range(len(distinct))))
-                self.values = distinct
-                mapping = np.arange(len(distinct), dtype=np.int32)
-            else:
-                mapping = np.fromiter((self.code(value) for value in distinct), dtype=np.int32, count=len(distinct))
-            return mapping[encoded.indices.to_numpy(zero_copy_only=False)] if len(mapping) else np.zeros(0, np.int32)
-        return np.fromiter((self.code(value) for value in values), dtype=np.int32, count=len(values))
-
-    def known(self, values: Iterable[Any]) -> np.ndarray:
-        """Codes of those of `values` that were ever seen (a value never seen matches no row)."""
-        codes = [self.code_of[value] for value in values if value in self.code_of]
-        return np.asarray(sorted(set(codes)), dtype=np.int32)
-
-
-@dataclass
-class _Storage:
-    """One generation of arrays (replaced whole when it grows or is compacted)."""
-
-    vectors: np.ndarray
-    inverse_norms: np.ndarray
-    alive: np.ndarray
-    codes: dict[str, np.ndarray]
-    ints: dict[str, np.ndarray]
-    interners: dict[str, Interner]
-    metadata: list[dict[str, Any]]  # parsed metadata object per metadata code
-    scan: HalfScan | None  # float16 copies of the unit vectors, slot by slot (None without faiss)
-    metadata_matches: dict[tuple[str, tuple[Any, ...]], np.ndarray] = field(default_factory=dict)
-
-    @property
-    def capacity(self) -> int:
-        return len(self.alive)
-
-
-@dataclass(frozen=True)
-class _View:
-    storage: _Storage
-    size: int
-
-
-class KeyRow:
-    """What the index knows of one row: enough for visibility (versions.Snapshot), listings and the
-    row's primary key."""
-
-    __slots__ = ("slot", "id", "collection", "modality", "doc_id", "content_hash", "created_at", "version")
-
-    def __init__(self, storage: _Storage, slot: int) -> None:
-        self.slot = slot
-        values = {name: storage.interners[name].values[storage.codes[name][slot]] for name in ("id", "collection", "modality", "doc_id", "content_hash")}
-        self.id, self.collection, self.modality = values["id"], values["collection"], values["modality"]
-        self.doc_id, self.content_hash = values["doc_id"], values["content_hash"]
-        self.created_at = int(storage.ints["created_at"][slot])
-        self.version = int(storage.ints["version"][slot])
-
-    @property
-    def row_id(self) -> str:
-        return row_key(self.id, self.version)
-
-
 class LiteIndex:
     """The rows of one Milvus Lite space, in memory. Writers hold `writing` across their Milvus call and
     the index update, so the two change together; readers take no lock beyond a moment's."""
@@ -142,7 +56,7 @@ class LiteIndex:
         self.dimension = dimension
         self.writing = threading.RLock()
         self._publish = threading.Lock()
-        self._view = _View(self._empty_storage(0), 0)
+        self._view = View(self._empty_storage(0), 0)
         self.live = 0
         self.disabled: str | None = None  # why the stores sharing it must stop using it
 
@@ -203,7 +117,7 @@ class LiteIndex:
                 self._published(*self._compacted(view.storage, view.size))
             return removed
 
-    def _kill(self, storage: _Storage, slots: np.ndarray) -> int:
+    def _kill(self, storage: Storage, slots: np.ndarray) -> int:
         slots = np.asarray(slots, dtype=np.int64)
         if not len(slots):
             return 0
@@ -233,11 +147,11 @@ class LiteIndex:
         stored = zip(storage.codes["id"][candidates].tolist(), storage.ints["version"][candidates].tolist())
         return np.asarray([slot for slot, key in zip(candidates.tolist(), stored) if key in wanted], dtype=np.int64)
 
-    def _parse_new_metadata(self, storage: _Storage) -> None:
+    def _parse_new_metadata(self, storage: Storage) -> None:
         values = storage.interners["metadata"].values
         storage.metadata.extend(json.loads(text) for text in values[len(storage.metadata) :])
 
-    def _grown(self, storage: _Storage, size: int, needed: int) -> _Storage:
+    def _grown(self, storage: Storage, size: int, needed: int) -> Storage:
         grown = self._empty_storage(max(needed, int(storage.capacity * 1.25) + 1024), storage.interners, storage.metadata, storage.scan)
         grown.vectors[:size] = storage.vectors[:size]
         grown.inverse_norms[:size] = storage.inverse_norms[:size]
@@ -249,7 +163,7 @@ class LiteIndex:
         grown.metadata_matches = storage.metadata_matches
         return grown
 
-    def _compacted(self, storage: _Storage, size: int) -> tuple[_Storage, int]:
+    def _compacted(self, storage: Storage, size: int) -> tuple[Storage, int]:
         """The live rows only, with interners that hold only their values."""
         keep = np.flatnonzero(storage.alive[:size])
         fresh = self._empty_storage(len(keep) + len(keep) // 8 + 1024)
@@ -267,8 +181,8 @@ class LiteIndex:
             fresh.scan.add(fresh.vectors[: len(keep)] * fresh.inverse_norms[: len(keep), None])
         return fresh, len(keep)
 
-    def _empty_storage(self, capacity: int, interners: dict[str, Interner] | None = None, metadata: list | None = None, scan: HalfScan | None = None) -> _Storage:
-        return _Storage(
+    def _empty_storage(self, capacity: int, interners: dict[str, Interner] | None = None, metadata: list | None = None, scan: HalfScan | None = None) -> Storage:
+        return Storage(
             vectors=np.zeros((capacity, self.dimension), dtype=np.float32),
             inverse_norms=np.zeros(capacity, dtype=np.float32),
             alive=np.zeros(capacity, dtype=bool),
@@ -279,13 +193,13 @@ class LiteIndex:
             scan=scan if scan is not None else (HalfScan(self.dimension) if HalfScan.available() else None),
         )
 
-    def _published(self, storage: _Storage, size: int) -> None:
+    def _published(self, storage: Storage, size: int) -> None:
         with self._publish:
-            self._view = _View(storage, size)
+            self._view = View(storage, size)
 
     # ----------------------------------------------------------------- reading
 
-    def view(self) -> _View:
+    def view(self) -> View:
         with self._publish:
             return self._view
 
@@ -342,7 +256,7 @@ class LiteIndex:
         view = self.view()
         return int(np.count_nonzero(self.match_mask(view, match)))
 
-    def match_mask(self, view: _View, match: RowMatch) -> np.ndarray:
+    def match_mask(self, view: View, match: RowMatch) -> np.ndarray:
         """Live rows that `match` selects (RowMatch: the structured form of the store's own expressions)."""
         mask = view.storage.alive[: view.size].copy()
         for column, values in match.strings():
@@ -353,7 +267,7 @@ class LiteIndex:
             mask &= ~self.match_mask(view, excluded)
         return mask
 
-    def _mask(self, view: _View, conditions: Sequence[Condition]) -> np.ndarray:
+    def _mask(self, view: View, conditions: Sequence[Condition]) -> np.ndarray:
         mask = view.storage.alive[: view.size].copy()
         for condition in conditions:
             if condition.field in FILTERABLE and condition.op == "in":
@@ -368,14 +282,14 @@ class LiteIndex:
                 raise Unsupported(f"the in-memory index cannot evaluate {condition}")
         return mask
 
-    def _in(self, view: _View, column: str, values: Iterable[str]) -> np.ndarray:
+    def _in(self, view: View, column: str, values: Iterable[str]) -> np.ndarray:
         codes = view.storage.interners[column].known(values)
         stored = view.storage.codes[column][: view.size]
         if len(codes) == 1:
             return stored == codes[0]
         return np.isin(stored, codes)
 
-    def _metadata_codes(self, storage: _Storage, condition: Condition) -> np.ndarray:
+    def _metadata_codes(self, storage: Storage, condition: Condition) -> np.ndarray:
         """Codes of the metadata objects whose value under the key equals one of the wanted values, as
         Milvus Lite compares them (Python's ==: 1 matches 1.0 and true; a missing key, a list or an
         object matches nothing). Each distinct object is evaluated once, and the answer kept."""
