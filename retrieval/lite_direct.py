@@ -81,10 +81,15 @@ def lite_collection(lite_path: str, collection: str) -> Any:
 
 def get_rows(lite_path: str, collection: str, row_ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
     """Rows by primary key, as the client would return them (JSON fields parsed)."""
-    rows = lite_collection(lite_path, collection).get(row_ids, output_fields=fields)
+    from milvus_lite.schema.types import DataType
+
+    lite = lite_collection(lite_path, collection)
+    rows = lite.get(row_ids, output_fields=fields)
+    json_fields = [field.name for field in lite.schema.fields if field.name in fields and field.dtype == DataType.JSON]
     for row in rows:
-        if isinstance(row.get("metadata"), str):
-            row["metadata"] = json.loads(row["metadata"])
+        for name in json_fields:
+            if isinstance(row.get(name), str):
+                row[name] = json.loads(row[name])
     return rows
 
 

@@ -173,11 +173,9 @@ class IndexedSpace:
         if not row_ids:
             return {}
         fields = ["row_id", *ITEM_FIELDS]
-        if self._lite_path is not None and self._direct_reads is not False:
-            try:
-                direct = {row["row_id"]: item_from_row(row) for row in get_rows(self._lite_path, self._space_collection, list(row_ids), fields)}
-            except Exception:  # noqa: BLE001 - not loaded, gone, or other internals: the client says which
-                direct = None
+        if self._direct_reads is not False:
+            rows = self._direct_get(self._space_collection, list(row_ids), fields)
+            direct = None if rows is None else {row["row_id"]: item_from_row(row) for row in rows}
             if direct is not None and self._direct_reads:
                 return direct
             if direct is not None:  # the first time: compare with the client's answer
@@ -187,6 +185,16 @@ class IndexedSpace:
                     log.warning("Milvus Lite's rows read directly differ from the client's: rows are fetched through the client")
                 return client
         return self._fetch_through_client(row_ids, fields)
+
+    def _direct_get(self, collection: str, keys: list[str], fields: list[str]) -> list[dict[str, Any]] | None:
+        """Rows by primary key from Milvus Lite's engine in this process; None on a server, or if that
+        fails (not loaded, gone: the client then says which)."""
+        if self._lite_path is None:
+            return None
+        try:
+            return get_rows(self._lite_path, collection, keys, fields)
+        except Exception:  # noqa: BLE001
+            return None
 
     def _fetch_through_client(self, row_ids: Sequence[str], fields: list[str]) -> dict[str, Item]:
         rows: list[dict[str, Any]] = []

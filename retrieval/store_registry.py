@@ -44,7 +44,11 @@ class CollectionRegistry:
         )
 
     def _meta_get(self, key: str) -> dict[str, Any] | None:
-        rows = self._query(META_COLLECTION, f"key == {string_literal(key)}", ["value"], limit=1)
+        # On Milvus Lite a point read in this process (store_index._direct_get): every search and
+        # ingest asks whether its collection exists.
+        rows = self._direct_get(META_COLLECTION, [key], ["key", "value"])
+        if rows is None:
+            rows = self._query(META_COLLECTION, f"key == {string_literal(key)}", ["value"], limit=1)
         return dict(rows[0]["value"]) if rows else None
 
     def _meta_put(self, key: str, value: dict[str, Any]) -> None:
