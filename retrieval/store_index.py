@@ -31,7 +31,7 @@ from retrieval.types import Item
 
 log = logging.getLogger("prism")
 
-DEFAULT_LITE_INDEX_MAX_ITEMS = 2_000_000
+DEFAULT_LITE_INDEX_MAX_ITEMS = 1_000_000
 KEY_BATCH = 500  # primary keys per `row_id in [...]`
 FETCH_ATTEMPTS = 3  # reads again after finding a row gone (a delete in flight)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from retrieval.blobs import BlobStore
 from retrieval.filters import build_filter
 from retrieval.lite_index import LiteIndex
 from retrieval.lite_direct import fill
+from retrieval.lite_flush import DelayedFlush
 from retrieval.lite_match import RowMatch
 from retrieval.store import MilvusStore
 from retrieval.types import Item
@@ -379,3 +381,24 @@ def test_near_ties_are_ranked_exactly_though_the_scan_is_half_precision():
     half = vectors.astype(np.float16).astype(np.float64) @ query
     assert [f"r{n}" for n in np.argsort(-half)[:50]] != expected  # float16 alone would rank them otherwise
     assert [row.id for row, _ in index.search(query, 50, conditions)] == expected
+
+
+def test_lite_flushes_once_enough_rows_wait_or_soon_after_a_write():
+    flushes: list[int] = []
+    waiting = DelayedFlush(lambda: flushes.append(1), max_rows=10, delay_s=3600)
+    waiting.wrote(3)
+    waiting.wrote(4)
+    assert flushes == []  # 7 rows wait: the timer (an hour here) would flush them
+    waiting.wrote(3)
+    assert flushes == [1]  # 10 rows: at once
+    waiting.wrote(1)
+    waiting.close()
+    assert flushes == [1, 1]  # closing flushes what waits
+    waiting.wrote(1)
+    assert flushes == [1, 1, 1]  # and after close every write flushes
+    soon = DelayedFlush(lambda: flushes.append(2), max_rows=10, delay_s=0.01)
+    soon.wrote(1)
+    deadline = time.monotonic() + 30
+    while 2 not in flushes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert flushes.count(2) == 1
