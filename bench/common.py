@@ -287,30 +287,32 @@ STAGES = ("encode", "search", "fusion", "total", "wall")
 QUANTILES = (50, 95, 99)
 
 
-def numpy_floor(vectors, queries: int, seed: int, top_k: int = 10) -> dict:
-    """p50/p95/p99 in ms of the bare exact search: the top_k of a random unit query over `vectors` (unit,
-    float32) by numpy in this process, what a search stage cannot beat without approximating."""
+def numpy_floor(vectors, seed: int, top_k: int = 10):
+    """A function that runs one bare exact search and returns its ms: the top_k of a random unit query
+    over `vectors` (unit, float32) by numpy in this process, what a search stage cannot beat without
+    approximating. query_latency runs it after each query, so that both see the same load."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(queries + 5):
+
+    def one() -> float:
         query = rng.standard_normal(vectors.shape[1], dtype=np.float32)
         query /= np.linalg.norm(query)
         started = time.perf_counter()
         scores = vectors @ query
         top = np.argpartition(-scores, top_k)[:top_k]
         top[np.argsort(-scores[top])]
-        samples.append((time.perf_counter() - started) * 1000)
-    samples = samples[5:]
-    return {f"p{q}": percentile(samples, q) for q in QUANTILES}
+        return (time.perf_counter() - started) * 1000
+
+    return one
 
 
-def query_latency(client, queries: int, seed: int) -> dict:
+def query_latency(client, queries: int, seed: int, floor=None) -> dict:
     """p50/p95/p99 per stage (and each search's p50) over `queries` distinct text queries to the
-    collection "bench", after 5 warm-up queries."""
+    collection "bench", after 5 warm-up queries; with `floor` (numpy_floor), also its p50/p95/p99, one
+    sample after each query."""
     rng = random.Random(seed)
-    samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    samples: dict[str, list[float]] = {stage: [] for stage in (*STAGES, *(["floor"] if floor else []))}
     routes: dict[str, list[float]] = {}
     for index in range(queries + 5):
         text = f"{rng.choice(WORDS)} and {rng.choice(WORDS)} near a {rng.choice(WORDS)} ({seed}.{index})"  # distinct: no cache hits
@@ -329,6 +331,8 @@ def query_latency(client, queries: int, seed: int) -> dict:
         samples["fusion"].append(timings.get("fusion", 0.0))
         samples["total"].append(timings["total"])
         samples["wall"].append(wall)
+        if floor:
+            samples["floor"].append(floor())
     summary = {stage: {f"p{q}": percentile(values, q) for q in QUANTILES} for stage, values in samples.items()}
     summary["routes_p50"] = {name: percentile(values, 50) for name, values in routes.items()}
     return summary
