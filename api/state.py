@@ -38,10 +38,10 @@ def open_library(settings: Settings) -> Library:
     clip, image_error = open_clip_encoder(settings)
     reranker, rerank_error = open_reranker(settings)
     token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-    store = MilvusStore(settings.store_uri, token=token)
+    store = MilvusStore(settings.store_uri, token=token, lite_index_max_items=settings.lite_index_max_items)
     stores = [store]
     try:
-        image_store = MilvusStore(settings.store_uri, token=token, space="image")
+        image_store = MilvusStore(settings.store_uri, token=token, space="image", lite_index_max_items=settings.lite_index_max_items)
         stores.append(image_store)
         return Library(
             encoder,
