@@ -104,5 +104,5 @@ def metrics(request: Request) -> Response:
     library = request.app.state.prism.library
     if library is None:
         return metrics_response()
-    batchers = [*getattr(library.encoder, "batchers", []), *([library.images.batcher] if library.images is not None else [])]
+    batchers = [*getattr(library.encoder, "batchers", []), *(library.images.batchers if library.images is not None else [])]
     return metrics_response(batchers)
