@@ -51,7 +51,8 @@ def bare_speed(settings: dict[str, str], data: list[bytes]) -> dict:
         encoder.embed_images(pictures)
         seconds = time.perf_counter() - started
         speeds[label] = {"threads": torch.get_num_threads(), "wall_s": seconds, "images_per_s": len(data) / seconds}
-    return {**speeds, "model": encoder.info.name}
+    # images_per_s: the reference for the ratios (the server's threads), as bench/run_all.py reads it
+    return {**speeds, "images_per_s": speeds["server"]["images_per_s"], "model": encoder.info.name}
 
 
 def server_speed(settings: dict[str, str], data: list[bytes], others: list[bytes], clients: int) -> dict:

@@ -91,11 +91,14 @@ def set_cpu_threads(threads: int | None) -> int:
     One count for every pool that runs one operation: PyTorch's (and its MKL's), the BLAS libraries'
     (numpy's and faiss' OpenBLAS, through threadpoolctl) and OpenMP's; OPENBLAS_NUM_THREADS and
     OMP_NUM_THREADS are set in the environment for the libraries that load later (PyTorch reads them
-    when it loads, faiss when Milvus Lite opens). Whisper's CTranslate2 gets the count from its config.
+    when it loads, faiss when Milvus Lite opens), and OMP_WAIT_POLICY=PASSIVE unless set otherwise: an
+    OpenMP thread waiting for work then sleeps instead of spinning on a core that other work needs
+    (docs/BENCHMARKS.md, "Threads"). Whisper's CTranslate2 gets the count from its config.
     Process-wide: call it once, at start, before the models load."""
     threads = threads or default_cpu_threads()
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         os.environ[variable] = str(threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when an OpenMP runtime loads
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(threads, user_api="blas")  # not as a context manager: the limit stays
