@@ -24,6 +24,7 @@ from retrieval.audio import AudioConfig
 from retrieval.images import ImageConfig
 from retrieval.jobs import JobConfig
 from retrieval.text_queue import TextQueueConfig
+from retrieval.store_index import DEFAULT_LITE_INDEX_MAX_ITEMS
 from retrieval.validation import TextLimits
 
 CONFIG_FILE_ENV = "PRISM_CONFIG"  # path of an optional TOML file with the same keys, lowercase
@@ -48,6 +49,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./data"), description="Where Milvus Lite and other local state live.")
     milvus_uri: str | None = Field(None, description="A Milvus server, e.g. http://host:19530. Default: Milvus Lite at DATA_DIR/milvus.db.")
     milvus_token: SecretStr | None = Field(None, description="Milvus token (user:password) for a secured server.")
+    lite_index_max_items: int = Field(DEFAULT_LITE_INDEX_MAX_ITEMS, ge=0, description="On Milvus Lite, the most rows per vector space that Prism keeps in memory for exact search in milliseconds; above it Milvus Lite searches itself (much slower, see the log and /v1/info); 0 turns the index off.")
 
     # Text encoder
     text_backend: Literal["local", "openai", "sentence-transformers"] = Field("local", description="Which text encoder backend to use.")

@@ -44,9 +44,9 @@ def open_library(settings: Settings) -> Library:
         reranker, rerank_error = open_reranker(settings)
         opened.append(reranker)
         token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-        store = MilvusStore(settings.store_uri, token=token)
+        store = MilvusStore(settings.store_uri, token=token, lite_index_max_items=settings.lite_index_max_items)
         opened.append(store)
-        image_store = MilvusStore(settings.store_uri, token=token, space="image")
+        image_store = MilvusStore(settings.store_uri, token=token, space="image", lite_index_max_items=settings.lite_index_max_items)
         opened.append(image_store)
         return Library(
             encoder,
