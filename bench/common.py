@@ -114,6 +114,12 @@ def rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, all its threads together (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def ingest_documents(client, documents: list[dict], collection: str = "bench", batch: int = 256) -> None:
     """Documents into a collection over the API, `batch` per request."""
     for start in range(0, len(documents), batch):

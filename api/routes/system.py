@@ -105,4 +105,7 @@ async def info(request: Request) -> InfoOut:
 )
 def metrics(request: Request) -> Response:
     library = request.app.state.prism.library
-    return metrics_response([library.images.batcher] if library is not None and library.images is not None else [])
+    if library is None:
+        return metrics_response()
+    batchers = [*getattr(library.encoder, "batchers", []), *(library.images.batchers if library.images is not None else [])]
+    return metrics_response(batchers)
