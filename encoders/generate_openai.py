@@ -23,7 +23,7 @@ import httpx
 from encoders.base import EncoderError, EncoderUnavailable
 from encoders.cancel import check_cancelled
 from encoders.generate import GeneratorConfig, GeneratorError, GeneratorInfo, GeneratorUnavailable, Message
-from encoders.http import call_with_retries, http_client, server_message
+from encoders.http import PING_TIMEOUT_S, attempt_timeout, call_with_retries, http_client, server_message
 from encoders.tokens import regex_token_spans
 
 TIMEOUT_SETTING = "PRISM_ANSWER_TIMEOUT_S"
@@ -42,10 +42,10 @@ class OpenAIChatGenerator:
         self.info = GeneratorInfo(name=config.model, backend="openai", context_tokens=context)
 
     def _served_context(self) -> int | None:
-        """The context window the server reports for the model, if it reports one. A server that is
-        down is no reason to fail here: the first answer reports it."""
+        """The context window the server reports for the model, if it reports one (asked once, within
+        a readiness ping's time). A server that is down is no reason to fail here: the answer reports it."""
         try:
-            response = self._client.get(f"{self.base_url}/models", timeout=httpx.Timeout(5.0, connect=3.0))
+            response = self._client.get(f"{self.base_url}/models", timeout=attempt_timeout(min(PING_TIMEOUT_S, self.config.timeout_s)))
             models = response.json().get("data", []) if response.is_success else []
         except (httpx.HTTPError, ValueError, AttributeError):
             return None
