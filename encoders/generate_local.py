@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import importlib.util
 import logging
+import queue
 import threading
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_CONTEXT_TOKENS = 32768  # a context window beyond this would not fit a CPU's memory for one answer anyway
 FALLBACK_CONTEXT_TOKENS = 2048  # for a model whose config does not say
+READ_WAIT_S = 1.0
 
 
 def locate_model(model: str) -> tuple[Path, str | None]:
@@ -111,7 +113,8 @@ class LocalGenerator:
     def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float) -> Iterator[str]:
         check_cancelled()
         inputs = self.tokenizer(self.render(messages), return_tensors="pt", add_special_tokens=False).to(self.device)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        # The reader wakes up at least every READ_WAIT_S to notice a cancelled request.
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=READ_WAIT_S)
         stopped = threading.Event()
         failure: list[BaseException] = []
         sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
@@ -138,7 +141,14 @@ class LocalGenerator:
         worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="prism-generate", daemon=True)
         worker.start()
         try:
-            for piece in streamer:
+            while True:
+                try:
+                    piece = next(streamer)
+                except StopIteration:
+                    break
+                except queue.Empty:
+                    check_cancelled()
+                    continue
                 if piece:
                     yield piece
             check_cancelled()

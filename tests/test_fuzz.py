@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from api.app import create_app
 from tests.conftest import minilm_settings
-from tests.servers import prism_server
+from tests.servers import free_port, prism_server
 
 EXAMPLES_PER_OPERATION = 50
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -27,7 +27,10 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @pytest.fixture(scope="module")
 def fuzz_url(tmp_path_factory, tiny_clip_dir):
-    with prism_server(minilm_settings(tmp_path_factory.mktemp("fuzz"), image_model=f"local-dir:{tiny_clip_dir}")) as url:
+    # Answers from a chat server address where nothing listens: the fuzzer never waits on a model, and the
+    # answer routes still run for real (validation, retrieval, "nothing found", 503 naming the server).
+    answers = dict(answer_backend="openai", answer_url=f"http://127.0.0.1:{free_port()}/v1", answer_max_retries=0)
+    with prism_server(minilm_settings(tmp_path_factory.mktemp("fuzz"), image_model=f"local-dir:{tiny_clip_dir}", **answers)) as url:
         yield url
 
 

@@ -57,6 +57,11 @@ def text_of(message: ChatMessageIn) -> str:
     return message.content or ""
 
 
+def without_sources(reply: str) -> str:
+    """An earlier reply of ours without its source list: the model gets fresh sources every turn."""
+    return re.split(r"\n\nSources( given to the model \(the answer cites none\))?:\n", reply, maxsplit=1)[0]
+
+
 def conversation(messages: list[ChatMessageIn]) -> tuple[str, tuple[dict[str, str], ...], str | None]:
     """(question, history, instructions): the last user message, the user and assistant turns before
     it, and the system messages."""
@@ -66,7 +71,11 @@ def conversation(messages: list[ChatMessageIn]) -> tuple[str, tuple[dict[str, st
     question = text_of(messages[last]).strip()
     if not question:
         raise InvalidInput(f"messages[{last}] (the last user message) has no text: it is the question")
-    history = tuple({"role": m.role, "content": text_of(m)} for m in messages[:last] if m.role in ("user", "assistant") and text_of(m).strip())
+    history = tuple(
+        {"role": m.role, "content": without_sources(text_of(m)) if m.role == "assistant" else text_of(m)}
+        for m in messages[:last]
+        if m.role in ("user", "assistant") and text_of(m).strip()
+    )
     instructions = "\n".join(text_of(m) for m in messages if m.role in ("system", "developer") and text_of(m).strip()) or None
     return question, history, instructions
 

@@ -109,10 +109,12 @@
     const byNumber = new Map(data.used_context.map((source) => [source.n, source]));
     text.className = data.nothing_found ? "answer-text nothing-found" : "answer-text";
     text.replaceChildren(...withCitationButtons(data.answer, byNumber));
-    const cited = data.citations.length ? data.citations : data.used_context;
-    $("#citations").replaceChildren(...cited.map((source) => el("li", {}, chip(source, !data.citations.length))));
-    $("#citations-heading").hidden = !cited.length;
-    $("#citations-heading").textContent = data.citations.length ? "Sources" : "Sources given to the model (the answer cites none)";
+    // Every source given to the model: the cited ones first, in the order the answer cites them.
+    const citedNumbers = new Set(data.citations.map((source) => source.n));
+    const sources = [...data.citations, ...data.used_context.filter((source) => !citedNumbers.has(source.n))];
+    $("#citations").replaceChildren(...sources.map((source) => el("li", {}, chip(source, citedNumbers.has(source.n)))));
+    $("#citations-heading").hidden = !sources.length;
+    $("#citations-heading").textContent = `Sources (${data.citations.length} cited)`;
     const timings = data.timings_ms || {};
     $("#answer-meta").replaceChildren(
       el("strong", { class: "total" }, `Total ${ui.formatMs(timings.total || 0)}`),
@@ -144,11 +146,17 @@
     return parts;
   }
 
-  function chip(source, unused) {
+  function chip(source, cited) {
     const kind = { text: "text", image: "picture", audio: "audio" }[source.modality] || source.modality;
     return el(
       "button",
-      { type: "button", class: unused ? "chip citation unused" : "chip citation", dataset: { n: source.n, modality: source.modality, id: source.id }, title: source.text, onclick: () => openSource(source) },
+      {
+        type: "button",
+        class: cited ? "chip citation cited" : "chip citation unused",
+        dataset: { n: source.n, modality: source.modality, id: source.id },
+        title: cited ? source.label : `${source.label} (given to the model, not cited)`,
+        onclick: () => openSource(source),
+      },
       el("span", { class: `badge ${source.modality}` }, kind),
       `[${source.n}] ${source.title || source.source || source.doc_id}`,
     );
