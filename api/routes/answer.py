@@ -83,7 +83,7 @@ def answer(body: AnswerIn, request: Request, library: Library = Depends(get_libr
         query=query,
         question=question,
         min_score=settings.answer_min_score if body.min_score is None else body.min_score,
-        max_tokens=body.max_tokens or settings.answer_max_tokens,
+        max_tokens=min(body.max_tokens or settings.answer_max_tokens, settings.answer_max_tokens),
         temperature=body.temperature,
     )
     run = library.answer(answer_request, generators.get)

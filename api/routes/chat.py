@@ -108,7 +108,7 @@ def chat_completions(body: ChatCompletionIn, request: Request, library: Library 
     settings = request.app.state.prism.settings
     collection = collection_of(body.model)
     question, history, instructions = conversation(body.messages)
-    max_tokens = body.max_completion_tokens or body.max_tokens or settings.answer_max_tokens
+    max_tokens = min(body.max_completion_tokens or body.max_tokens or settings.answer_max_tokens, settings.answer_max_tokens)
     answer_request = AnswerRequest(
         query=Query(text=question, collection=collection, top_k=settings.answer_top_k),
         question=question,
