@@ -4,18 +4,21 @@ Each HTTP request runs under a CancelToken of its own (encoders.cancel), held in
 that Starlette copies into the worker thread of a synchronous route. Once the app has read the whole
 request body, this middleware listens on the connection; when the client goes away before the
 response is complete, the token is cancelled, and the encoders stop at their next check (between
-batches) with Cancelled: the route answers 499, to nobody.
+batches) with Cancelled: the route answers 499, to nobody. When a shutdown runs past its bound and
+the server abandons a request still at work, the client gets 503 shutting_down, not a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from encoders.cancel import CancelToken, cancellation
+from encoders.cancel import CancelToken, cancellation, shutting_down
 
 DISCONNECTED = "the client disconnected"
+SHUTTING_DOWN = "the server is shutting down: retry on another instance or once it is back"
 
 
 class CancelOnDisconnect:
@@ -32,7 +35,7 @@ class CancelOnDisconnect:
         gone = asyncio.Event()  # set when the client has disconnected
         watcher: asyncio.Task | None = None
         body_read = False
-        responded = False
+        started = responded = False
 
         async def watch() -> None:
             # After the body, the server has nothing more to deliver but http.disconnect.
@@ -58,7 +61,8 @@ class CancelOnDisconnect:
             return message
 
         async def send_and_note(message: Message) -> None:
-            nonlocal responded
+            nonlocal responded, started
+            started = started or message["type"] == "http.response.start"
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 responded = True  # what happens to the connection now is no reason to cancel
             await send(message)
@@ -68,6 +72,17 @@ class CancelOnDisconnect:
         try:
             with cancellation(token):
                 await self.app(scope, receive_body, send_and_note)
+        except asyncio.CancelledError:
+            if started or not shutting_down():
+                raise
+            await send_shutting_down(send)  # the server gave up waiting for this request: say why
         finally:
             if watcher is not None:
                 watcher.cancel()
+
+
+async def send_shutting_down(send: Send) -> None:
+    body = json.dumps({"error": {"code": "shutting_down", "message": SHUTTING_DOWN}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

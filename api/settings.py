@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from encoders import TextEncoderConfig
+from encoders.base import default_cpu_threads
 from encoders.config import DEFAULT_QUERY_TASK, DEFAULT_TEXT_MODEL, FALLBACK_TEXT_MODEL
 from encoders.clip import ClipConfig
 from encoders.generate import DEFAULT_ANSWER_MODEL, FALLBACK_ANSWER_MODEL, GeneratorConfig
@@ -23,6 +24,8 @@ from retrieval import ChunkingConfig
 from retrieval.audio import AudioConfig
 from retrieval.images import ImageConfig
 from retrieval.jobs import JobConfig
+from retrieval.text_queue import TextQueueConfig
+from retrieval.store_index import DEFAULT_LITE_INDEX_MAX_ITEMS
 from retrieval.validation import TextLimits
 
 CONFIG_FILE_ENV = "PRISM_CONFIG"  # path of an optional TOML file with the same keys, lowercase
@@ -47,6 +50,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./data"), description="Where Milvus Lite and other local state live.")
     milvus_uri: str | None = Field(None, description="A Milvus server, e.g. http://host:19530. Default: Milvus Lite at DATA_DIR/milvus.db.")
     milvus_token: SecretStr | None = Field(None, description="Milvus token (user:password) for a secured server.")
+    lite_index_max_items: int = Field(DEFAULT_LITE_INDEX_MAX_ITEMS, ge=0, description="On Milvus Lite, the most rows per vector space that Prism keeps in memory for exact search in milliseconds; above it Milvus Lite searches itself (much slower, see the log and /v1/info); 0 turns the index off.")
 
     # Text encoder
     text_backend: Literal["local", "openai", "sentence-transformers"] = Field("local", description="Which text encoder backend to use.")
@@ -125,7 +129,9 @@ class Settings(BaseSettings):
     embedding_cache_size: int = Field(10_000, ge=0, description="Embeddings kept in memory to skip repeated text.")
 
     # Runtime
-    cpu_threads: int | None = Field(None, ge=1, description="Threads the in-process models use within one operation (PyTorch's, and faster-whisper's); unset keeps the libraries' defaults. 1 can make single queries much faster on a small machine shared with other processes.")
+    cpu_threads: int | None = Field(None, ge=1, description="Threads one operation may use: PyTorch's, the BLAS and OpenMP pools', and faster-whisper's CTranslate2. Unset: half the cores, at least one (serving runs many operations side by side; wider pools make single queries spin and wait).")
+    text_batch_size: int = Field(32, ge=1, description="In-process text encoders: texts per forward pass. Queries waiting together share one; ingest and /v1/embeddings work is cut into batches of this size.")
+    text_queue_size: int = Field(1024, ge=1, description="In-process text encoders: texts waiting in each queue (queries; ingest and embeddings) before requests are refused with 503 overloaded.")
 
     @field_validator("text_fallback_model", "milvus_uri", "whisper_fallback_model", "whisper_language", "image_pretrained", "rerank_url", "cpu_threads", "answer_fallback_model", "answer_context_tokens", mode="before")
     @classmethod
@@ -176,6 +182,9 @@ class Settings(BaseSettings):
             batch_size=self.openai_batch_size,
         )
 
+    def text_queue_config(self) -> TextQueueConfig:
+        return TextQueueConfig(batch_size=self.text_batch_size, queue_size=self.text_queue_size)
+
     def whisper_config(self) -> WhisperConfig:
         return WhisperConfig(
             backend=self.whisper_backend,
@@ -184,7 +193,7 @@ class Settings(BaseSettings):
             vad=self.whisper_vad,
             device=self.whisper_device,
             fallback_model=self.whisper_fallback_model,
-            cpu_threads=self.cpu_threads,
+            cpu_threads=self.cpu_threads or default_cpu_threads(),
         )
 
     def audio_config(self) -> AudioConfig:

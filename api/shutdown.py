@@ -17,11 +17,11 @@ from types import FrameType
 
 import uvicorn
 
+from api.cancellation import SHUTTING_DOWN
 from encoders.cancel import cancel_all
 
 log = logging.getLogger("prism")
 
-SHUTTING_DOWN = "the server is shutting down: retry on another instance or once it is back"
 
 
 class GracefulServer(uvicorn.Server):

@@ -16,6 +16,7 @@ def write_atomically(target: Path, data: bytes, sync_folder: bool = True) -> Non
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX, suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
+            os.fchmod(file.fileno(), 0o644)  # as files are created (mkstemp makes them private)
             file.write(data)
             file.flush()
             os.fsync(file.fileno())  # the bytes are on disk before the name points at them

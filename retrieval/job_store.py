@@ -20,12 +20,13 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Sequence
+
+from retrieval.durable import fsync_folder, write_atomically
 
 log = logging.getLogger("prism")
 
@@ -37,7 +38,6 @@ RECORD_NAME = "job.json"
 INPUT_PREFIX = "input-"
 NEW_PREFIX = ".new-"
 GONE_PREFIX = ".gone-"
-TEMP_PREFIX = "."
 
 
 @dataclass(frozen=True)
@@ -101,9 +101,9 @@ class JobStore:
             for position, (_, data) in enumerate(inputs):
                 _write_file(staging / f"{INPUT_PREFIX}{position}", data)
             _write_file(staging / RECORD_NAME, record.to_json())
-            _fsync_dir(staging)
+            fsync_folder(staging)
             os.rename(staging, self.root / record.id)
-            _fsync_dir(self.root)
+            fsync_folder(self.root)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -122,7 +122,7 @@ class JobStore:
             return None
 
     def write(self, record: JobRecord) -> None:
-        _replace_file(self.job_dir(record.id) / RECORD_NAME, record.to_json())
+        write_atomically(self.job_dir(record.id) / RECORD_NAME, record.to_json())
 
     def job_ids(self) -> list[str]:
         try:
@@ -171,27 +171,3 @@ def _write_file(path: Path, data: bytes) -> None:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
-
-
-def _replace_file(target: Path, data: bytes) -> None:
-    """Write through a temporary file in the same directory and move it into place (atomic)."""
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            os.fchmod(file.fileno(), 0o644)  # as created files are (mkstemp makes them private)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())  # the bytes are on disk before the name points at them
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a directory's entries (a created or renamed file) durable."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -260,6 +260,9 @@ class Library:
             self.jobs.close()  # first: a running job uses the stores below
         if self.images is not None:
             self.images.close()
+        close_encoder = getattr(self.encoder, "close", None)  # its queues' workers, an HTTP client's connections
+        if close_encoder is not None:
+            close_encoder()
         close_reranker = getattr(self.reranker, "close", None)  # an HTTP client's connections
         if close_reranker is not None:
             close_reranker()

@@ -90,6 +90,9 @@ async def info(request: Request) -> InfoOut:
             error=library.audio_error,
         )
     store = {"kind": library.store.kind if library else "unknown", "uri": state.settings.store_uri}
+    for space in (library.store, library.image_store) if library else ():
+        if space is not None:
+            store[f"search_{space.space}"] = space.index_description()
     return InfoOut(version=request.app.version, ready=library is not None, error=state.error, models=models, store=store, checks=checks)
 
 
@@ -102,4 +105,7 @@ async def info(request: Request) -> InfoOut:
 )
 def metrics(request: Request) -> Response:
     library = request.app.state.prism.library
-    return metrics_response([library.images.batcher] if library is not None and library.images is not None else [])
+    if library is None:
+        return metrics_response()
+    batchers = [*getattr(library.encoder, "batchers", []), *(library.images.batchers if library.images is not None else [])]
+    return metrics_response(batchers)
