@@ -68,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="Print the raw JSON response.")
     search.set_defaults(run=run_search)
 
+    ask = commands.add_parser("ask", help="Ask a question: prints the answer as it is written, then its numbered sources.")
+    ask.add_argument("question", nargs="?", help="The question.")
+    ask.add_argument("--file", type=Path, help="Ask with this picture or audio clip instead (a clip's transcript is the question).")
+    ask.add_argument("--collection", default="default")
+    ask.add_argument("--modalities", default="", help="Comma-separated kinds of sources, e.g. text,audio (default: all).")
+    ask.add_argument("--top-k", type=int, help="Sources to retrieve (default: PRISM_ANSWER_TOP_K on the server).")
+    ask.add_argument("--min-score", type=float, help="Relevance threshold (default: PRISM_ANSWER_MIN_SCORE on the server).")
+    ask.add_argument("--max-tokens", type=int, help="Longest answer in tokens (default: PRISM_ANSWER_MAX_TOKENS on the server).")
+    ask.add_argument("--rerank", action="store_true", help="Rerank the candidates before choosing the sources.")
+    ask.add_argument("--json", action="store_true", help="Print the raw JSON response instead.")
+    ask.set_defaults(run=run_ask)
+
     collections = commands.add_parser("collections", help="List collections.")
     collections.set_defaults(run=run_collections)
 
@@ -90,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from api.eval import add_arguments as add_eval_arguments
 
-    evaluate = commands.add_parser("eval", help="Measure retrieval quality on a BEIR-format dataset, spoken queries (--spoken) or captioned pictures (--images).")
+    evaluate = commands.add_parser("eval", help="Measure retrieval quality on a BEIR-format dataset, spoken queries (--spoken) or captioned pictures (--images), or the quality of grounded answers (--answers).")
     add_eval_arguments(evaluate)
     evaluate.set_defaults(run=run_eval)
     return parser
@@ -186,6 +198,68 @@ def run_search(args: argparse.Namespace) -> int:
         print(f"{rank:>2}. {result['score']:.4f}  {result['modality']:<5}  {where}  [{result['id']}]\n    {snippet}")
     print(f"({len(body['results'])} results, {body['timings_ms']['total']:.1f} ms)")
     return 0
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    import base64
+
+    from encoders.images import looks_like_image
+
+    if (args.question is None) == (args.file is None):
+        raise CliError("give a question or --file, not both")
+    if args.file is not None and not args.file.is_file():
+        raise CliError(f"{args.file} does not exist")
+    modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
+    body: dict[str, Any] = {"collection": args.collection, "modalities": modalities or None, "rerank": args.rerank, "stream": not args.json}
+    body.update({key: value for key, value in (("top_k", args.top_k), ("min_score", args.min_score), ("max_tokens", args.max_tokens)) if value is not None})
+    if args.file is not None:
+        data = args.file.read_bytes()
+        body["query"] = {"image" if looks_like_image(data) else "audio": base64.b64encode(data).decode("ascii")}
+    else:
+        body["query"] = {"text": args.question}
+    with connect(args) as client:
+        if args.json:
+            print(json.dumps(request_json(client, "POST", "/v1/answer", json=body), indent=2, ensure_ascii=False))
+            return 0
+        answer = stream_answer(client, body)
+        print_sources(answer, str(client.base_url).rstrip("/"))
+    return 0
+
+
+def stream_answer(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    """Print the answer's words as the server sends them; return the final `answer` event."""
+    with client.stream("POST", "/v1/answer", json=body) as response:
+        if not response.is_success:
+            response.read()
+            raise CliError(f"POST /v1/answer -> {response.status_code}: {error_message(response)}")
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                data = json.loads(line.removeprefix("data: "))
+                if event == "token":
+                    print(data["text"], end="", flush=True)
+                elif event == "error":
+                    print()
+                    raise CliError(f"the answer failed: {data['error']['message']}")
+                elif event == "answer":
+                    if data["nothing_found"]:
+                        print(data["answer"], end="")
+                    print()
+                    return data
+    raise CliError("the server ended the answer without its sources")
+
+
+def print_sources(answer: dict[str, Any], base_url: str) -> None:
+    if answer["nothing_found"]:
+        return
+    sources = answer["citations"] or answer["used_context"]
+    print("\nSources:" if answer["citations"] else f"\nThe answer cites none of its {len(sources)} sources:")
+    for source in sources:
+        link = f"  {base_url}{source['content_url']}" if source.get("content_url") else f"  [{source['id']}]"
+        snippet = " ".join(source["text"].split())[:160]
+        print(f"[{source['n']}] {source['label']}{link}\n    {snippet}")
 
 
 def run_collections(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from encoders import TextEncoderConfig
 from encoders.base import default_cpu_threads
 from encoders.config import DEFAULT_QUERY_TASK, DEFAULT_TEXT_MODEL, FALLBACK_TEXT_MODEL
 from encoders.clip import ClipConfig
+from encoders.generate import DEFAULT_ANSWER_MODEL, FALLBACK_ANSWER_MODEL, GeneratorConfig
 from encoders.rerank import DEFAULT_RERANK_INSTRUCTION, DEFAULT_RERANK_MODEL, RerankerConfig
 from encoders.whisper import WhisperConfig
 from retrieval import ChunkingConfig
@@ -108,6 +109,20 @@ class Settings(BaseSettings):
     rerank_timeout_s: float = Field(30.0, gt=0, description="Deadline of one request to the rerank server, retries included.")
     rerank_max_retries: int = Field(3, ge=0, description="Retries (with backoff) on connection errors, 429 and 5xx.")
 
+    # Answers (POST /v1/answer, /v1/chat/completions)
+    answer_backend: Literal["local", "openai", "none"] = Field("local", description="local (a model in-process, loaded on the first answer), openai (an OpenAI-compatible chat server) or none (answers answer 503; search is unaffected).")
+    answer_model: str = Field(DEFAULT_ANSWER_MODEL, description="local: hub id, directory, .gguf file or pip:PACKAGE; openai: the served model name.")
+    answer_fallback_model: str | None = Field(FALLBACK_ANSWER_MODEL, description="Loaded when ANSWER_MODEL cannot be had offline (local backend); empty disables the fallback.")
+    answer_device: str = Field("auto", description="auto, cpu, cuda or cuda:N (local backend).")
+    answer_url: str = Field("http://127.0.0.1:30002/v1", description="The chat server for the openai backend (SGLang, vLLM, llama.cpp's server, Ollama).")
+    answer_api_key: SecretStr | None = Field(None, description="Key sent to the chat server.")
+    answer_timeout_s: float = Field(120.0, gt=0, description="Deadline of one answer up to its first word, retries included, and longest pause between words (openai backend).")
+    answer_max_retries: int = Field(2, ge=0, description="Retries (with backoff) on connection errors, 429 and 5xx before the first word.")
+    answer_context_tokens: int | None = Field(None, ge=256, description="The generator's context window in tokens; unset: what the model's config or the chat server says.")
+    answer_min_score: float = Field(0.3, description="Default relevance threshold: sources below it are not given to the model; when none reaches it, the answer says the library has nothing on it.")
+    answer_top_k: int = Field(5, ge=1, le=50, description="Default number of sources retrieved for an answer.")
+    answer_max_tokens: int = Field(512, ge=1, le=4096, description="Longest answer in tokens: what a request gets without max_tokens, and the most it gets with it.")
+
     # Ingestion
     chunk_tokens: int = Field(512, ge=8, description="Tokens per chunk (clamped to the model's maximum).")
     chunk_overlap: int = Field(64, ge=0, description="Tokens shared by neighbouring chunks.")
@@ -118,7 +133,7 @@ class Settings(BaseSettings):
     text_batch_size: int = Field(32, ge=1, description="In-process text encoders: texts per forward pass. Queries waiting together share one; ingest and /v1/embeddings work is cut into batches of this size.")
     text_queue_size: int = Field(1024, ge=1, description="In-process text encoders: texts waiting in each queue (queries; ingest and embeddings) before requests are refused with 503 overloaded.")
 
-    @field_validator("text_fallback_model", "milvus_uri", "whisper_fallback_model", "whisper_language", "image_pretrained", "rerank_url", "cpu_threads", mode="before")
+    @field_validator("text_fallback_model", "milvus_uri", "whisper_fallback_model", "whisper_language", "image_pretrained", "rerank_url", "cpu_threads", "answer_fallback_model", "answer_context_tokens", mode="before")
     @classmethod
     def empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -217,6 +232,19 @@ class Settings(BaseSettings):
             max_retries=self.rerank_max_retries,
         )
 
+    def generator_config(self) -> GeneratorConfig:
+        return GeneratorConfig(
+            backend=self.answer_backend,
+            model=self.answer_model,
+            fallback_model=self.answer_fallback_model,
+            device=self.answer_device,
+            context_tokens=self.answer_context_tokens,
+            base_url=self.answer_url,
+            api_key=self.answer_api_key.get_secret_value() if self.answer_api_key else None,
+            timeout_s=self.answer_timeout_s,
+            max_retries=self.answer_max_retries,
+        )
+
     def image_config(self) -> ImageConfig:
         return ImageConfig(
             max_bytes=self.image_max_bytes,
@@ -244,7 +272,7 @@ class Settings(BaseSettings):
     def public_view(self) -> dict[str, Any]:
         """The effective configuration with secrets masked, for `prism info` and GET /v1/info."""
         view = self.model_dump(mode="json")
-        for name in ("api_keys", "milvus_token", "openai_api_key", "rerank_api_key"):
+        for name in ("api_keys", "milvus_token", "openai_api_key", "rerank_api_key", "answer_api_key"):
             view[name] = "***" if view.get(name) else None
         view["store_uri"] = self.store_uri
         return view
