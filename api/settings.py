@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     embedding_cache_size: int = Field(10_000, ge=0, description="Embeddings kept in memory to skip repeated text.")
 
     # Runtime
-    cpu_threads: int | None = Field(None, ge=1, description="Threads one operation may use: PyTorch's, the BLAS and OpenMP pools', and faster-whisper's CTranslate2. Unset: half the cores, at least one (serving runs many operations side by side; wider pools make single queries spin and wait).")
+    cpu_threads: int | None = Field(None, ge=1, description="Threads one operation may use: PyTorch's, the BLAS and OpenMP pools', and faster-whisper's CTranslate2. Unset: every core the process may use, with OpenMP threads waiting passively (OMP_WAIT_POLICY=PASSIVE unless set).")
     text_batch_size: int = Field(32, ge=1, description="In-process text encoders: texts per forward pass. Queries waiting together share one; ingest and /v1/embeddings work is cut into batches of this size.")
     text_queue_size: int = Field(1024, ge=1, description="In-process text encoders: texts waiting in each queue (queries; ingest and embeddings) before requests are refused with 503 overloaded.")
 

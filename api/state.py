@@ -34,7 +34,7 @@ RETRY_DELAYS_S = (1, 2, 5, 10, 30)  # then every 30 s
 def open_library(settings: Settings) -> Library:
     """Build the Library from settings: the one wiring used by the server and the CLI."""
     threads = set_cpu_threads(settings.cpu_threads)  # before the models load: they size their pools then
-    log.info("threads per operation: %d (PRISM_CPU_THREADS %s)", threads, settings.cpu_threads or "unset: half the cores")
+    log.info("threads per operation: %d (PRISM_CPU_THREADS %s)", threads, settings.cpu_threads or "unset: every core")
     encoder = create_text_encoder(settings.text_encoder_config())  # logs a WARNING if it fell back
     encoder = queue_text_encoder(encoder, settings.text_queue_config())  # queries never wait behind ingest
     opened: list = [encoder]  # closed again if the Library cannot be built (loading is retried)

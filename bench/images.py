@@ -7,7 +7,7 @@ weights saved to a temporary checkpoint (no pretrained CLIP exists offline, and 
 weights do not change the cost of a forward pass). The pictures are 640x480 JPEGs, the size of a
 typical web photo. The figures:
   bare encoder        ClipEncoder.embed_images on decoded pictures, in batches of 32, with the threads
-                      per operation the server uses (PRISM_CPU_THREADS, else half the cores), before
+                      per operation the server uses (PRISM_CPU_THREADS, else every core), before
                       and after the server runs (their mean is the reference for the ratios: load from
                       elsewhere drifts); and with PyTorch's default (one thread per core)
   server, batched     POST /v1/images with 16 pictures per request, one client

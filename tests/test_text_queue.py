@@ -236,8 +236,8 @@ def test_http_backends_are_not_queued(minilm):
     assert queue_text_encoder(remote) is remote
 
 
-def test_default_threads_are_half_the_cores():
-    assert [default_cpu_threads(cores) for cores in (1, 2, 3, 4, 16)] == [1, 1, 1, 2, 8]
+def test_default_threads_are_the_cores():
+    assert [default_cpu_threads(cores) for cores in (1, 2, 3, 4, 16)] == [1, 2, 3, 4, 16]
 
 
 THREAD_POOLS = """
