@@ -7,12 +7,14 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api.auth import ApiKeyAuth
 from api.cancellation import CancelOnDisconnect
 from api.errors import document_errors, error_responses, install_error_handlers
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics
+from api.openapi_uploads import binary_uploads
 from api.routes import audio, doctor, documents, images, items, openai_compat, search, system, ui
 from api.settings import Settings
 from api.state import AppState
@@ -45,7 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         app.state.prism.close()
 
-    app = FastAPI(title="Prism", version=package_version(), description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc with Swagger UI's and ReDoc's files from the fastapi-offline package: no CDN.
+    app = FastAPIOffline(title="Prism", version=package_version(), description=DESCRIPTION, lifespan=lifespan)
     app.state.prism = AppState(settings)
     app.state.api_keys = settings.api_key_list
 
@@ -74,7 +77,7 @@ def publish_truth(app: FastAPI, limits: TextLimits) -> None:
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = document_limits(document_errors(generate()), limits)
+            app.openapi_schema = binary_uploads(document_limits(document_errors(generate()), limits))
         return app.openapi_schema
 
     app.openapi = openapi

@@ -543,3 +543,20 @@ def test_desktop_and_phone_layouts_show_every_modality(server, browser, collecti
         assert_fits(browser, PHONE[0])
     finally:
         desktop(browser)
+
+
+def test_api_docs_render_without_internet(server, browser):
+    """/docs and /redoc load Swagger UI and ReDoc from the server itself (the fastapi-offline package),
+    so they render operations on a machine with no internet: every resource comes from the server."""
+    base = str(server.base_url).rstrip("/")
+    browser.get(f"{base}/docs")
+    wait(browser, lambda d: len(all_css(d, ".opblock")) >= 20, "Swagger UI to list the operations")
+    paths = {element.get_attribute("data-path") for element in all_css(browser, ".opblock-summary-path")}
+    assert {"/v1/search", "/v1/documents/upload", "/v1/images", "/v1/info"} <= paths
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(entry => entry.name)")
+    assert any(url.endswith("swagger-ui-bundle.js") for url in loaded) and all(url.startswith(base) for url in loaded), loaded
+
+    browser.get(f"{base}/redoc")
+    wait(browser, lambda d: "Search a collection by text, picture or audio clip" in d.find_element(By.TAG_NAME, "body").text, "ReDoc to render")
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(entry => entry.name)")
+    assert any(url.endswith("redoc.standalone.js") for url in loaded) and all(url.startswith(base) for url in loaded), loaded
