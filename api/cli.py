@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from api.cli_output import FilterError, format_info, format_report, format_results, parse_filters
+from api.cli_output import FilterError, format_info, format_report, format_results, format_sources, parse_filters
 from prism_client import NotFoundError, PrismClient, PrismConnectionError, PrismError
 from prism_client.uploads import MAX_BATCH_BYTES, MAX_BATCH_FILES, find_files
 
@@ -125,11 +125,6 @@ def in_process_client(settings: Settings, api_key: str | None, writes: bool) -> 
         if not app.state.prism.wait_loaded():
             raise CliError(f"cannot open Prism: {app.state.prism.error}")
         yield PrismClient(http=http, api_key=api_key or "")
-
-
-def request_json(client: PrismClient, method: str, path: str, **arguments: Any) -> Any:
-    """A route the client has no method for yet; its JSON answer (errors raise PrismError)."""
-    return client.request(method, path, **arguments)
 
 
 # ------------------------------------------------------------------ commands
@@ -235,6 +230,49 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_ask(commands: Any) -> None:
+    ask = commands.add_parser("ask", help="Ask a question: prints the answer as it is written, then its numbered sources.")
+    ask.add_argument("question", nargs="?", help="The question.")
+    ask.add_argument("--file", type=Path, help="Ask with this picture or audio clip instead (a clip's transcript is the question).")
+    ask.add_argument("--collection", default="default")
+    ask.add_argument("--modalities", default="", help="Comma-separated kinds of sources, e.g. text,audio (default: all).")
+    ask.add_argument("--top-k", type=int, help="Sources to retrieve (default: PRISM_ANSWER_TOP_K on the server).")
+    ask.add_argument("--min-score", type=float, help="Relevance threshold (default: PRISM_ANSWER_MIN_SCORE on the server).")
+    ask.add_argument("--max-tokens", type=int, help="Longest answer in tokens (default: PRISM_ANSWER_MAX_TOKENS on the server).")
+    ask.add_argument("--rerank", action="store_true", help="Rerank the candidates before choosing the sources.")
+    ask.add_argument("--json", action="store_true", help="Print the server's response as it is (not streamed).")
+    ask.set_defaults(run=run_ask)
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    if (args.question is None) == (args.file is None):
+        raise CliError("give a question or --file, not both")
+    if args.file is not None and not args.file.is_file():
+        raise CliError(f"{args.file} does not exist")
+    modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
+    options: dict[str, Any] = dict(collection=args.collection, modalities=modalities or None, rerank=args.rerank)
+    options.update(top_k=args.top_k, min_score=args.min_score, max_tokens=args.max_tokens)
+    if args.file is not None:
+        from encoders.images import looks_like_image
+
+        data = args.file.read_bytes()
+        options["image" if looks_like_image(data) else "audio"] = data
+    with connect(args) as client:
+        if args.json:
+            print(json.dumps(client.answer(args.question, **options), indent=2, ensure_ascii=False))
+            return 0
+        answer = None
+        for event in client.answer_stream(args.question, **options):
+            if isinstance(event, str):
+                print(event, end="", flush=True)
+            else:
+                answer = event
+        assert answer is not None  # answer_stream ends with the answer or raises
+        print(answer["answer"] if answer["nothing_found"] else "")
+        print(format_sources(answer, client.base_url), end="")
+    return 0
+
+
 def add_collections(commands: Any) -> None:
     commands.add_parser("collections", help="List collections and their item counts.").set_defaults(run=run_collections)
 
@@ -331,7 +369,7 @@ def run_info(args: argparse.Namespace) -> int:
 def add_eval(commands: Any) -> None:
     from api.eval import add_arguments as add_eval_arguments
 
-    evaluate = commands.add_parser("eval", help="Measure retrieval quality on a BEIR-format dataset, spoken queries (--spoken) or captioned pictures (--images).")
+    evaluate = commands.add_parser("eval", help="Measure retrieval quality on a BEIR-format dataset, spoken queries (--spoken) or captioned pictures (--images), or the quality of grounded answers (--answers).")
     add_eval_arguments(evaluate)
     evaluate.set_defaults(run=run_eval)
 
@@ -345,7 +383,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise CliError(str(error)) from None
 
 
-COMMANDS = (add_serve, add_ingest, add_search, add_collections, add_delete, add_doctor, add_info, add_eval)
+COMMANDS = (add_serve, add_ingest, add_search, add_ask, add_collections, add_delete, add_doctor, add_info, add_eval)
 
 if __name__ == "__main__":
     sys.exit(main())

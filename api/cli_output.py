@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from prism_client import UploadReport
-from prism_client.types import Info, SearchResult
+from prism_client.types import Answer, Info, SearchResult
 
 FILTER_FIELDS = ("doc_id", "source", "title", "created_at")  # the rest are metadata keys
 
@@ -109,3 +109,16 @@ def describe_model(model: dict[str, Any]) -> str:
     if model.get("fallback_used"):
         parts.append(f"instead of {model.get('requested')}: {model.get('fallback_reason')}")
     return " ".join(parts)
+
+
+def format_sources(answer: Answer, base_url: str) -> str:
+    """The numbered sources under an answer (nothing when nothing was found), with links to originals."""
+    if answer["nothing_found"]:
+        return ""
+    sources = answer["citations"] or answer["used_context"]
+    lines = ["", "Sources:" if answer["citations"] else f"The answer cites none of its {len(sources)} sources:"]
+    for source in sources:
+        link = f"  {base_url}{source['content_url']}" if source.get("content_url") else f"  [{source['id']}]"
+        snippet = " ".join(source["text"].split())[:160]
+        lines.append(f"[{source['n']}] {source['label']}{link}\n    {snippet}")
+    return "\n".join(lines) + "\n"

@@ -20,6 +20,7 @@ from api.schemas import COLLECTION_DESCRIPTION, COLLECTION_PATTERN
 from encoders import EncoderError, EncoderUnavailable
 from encoders.audio import AudioTooLong, InvalidAudio
 from encoders.cancel import Cancelled, ShuttingDown
+from encoders.generate import GeneratorError, GeneratorUnavailable
 from encoders.images import ImageTooLarge, InvalidImage
 from retrieval.batching import QueueFull
 from retrieval.audio import TooLarge
@@ -38,7 +39,8 @@ class ErrorDetail(BaseModel):
     code: str = Field(
         description="What kind of error: invalid_request (422); invalid_input, invalid_filter, invalid_file, invalid_image, "
         "invalid_audio (400); unauthorized (401); not_found (404); payload_too_large (413); unsupported_file_type (415); "
-        "encoder_error (502); not_ready, store_unavailable, encoder_unavailable, modality_unavailable, overloaded (503)."
+        "encoder_error, generator_error (502); not_ready, store_unavailable, encoder_unavailable, generator_unavailable, modality_unavailable, "
+        "overloaded (503)."
     )
     message: str = Field(description="What was wrong and how to fix it.")
 
@@ -66,6 +68,8 @@ ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (InvalidInput, 400, "invalid_input"),
     (NotFound, 404, "not_found"),
     (ServiceNotReady, 503, "not_ready"),
+    (GeneratorUnavailable, 503, "generator_unavailable"),
+    (GeneratorError, 502, "generator_error"),
     (EncoderUnavailable, 503, "encoder_unavailable"),
     (StoreUnavailable, 503, "store_unavailable"),
     (StoreMismatch, 503, "store_mismatch"),
@@ -73,6 +77,17 @@ ERROR_STATUS: list[tuple[type[Exception], int, str]] = [
     (ShuttingDown, 503, "shutting_down"),
     (Cancelled, 499, "client_closed_request"),  # nginx's code: the client left, nobody reads this
 ]
+
+
+def classify(error: BaseException) -> tuple[int, str]:
+    """The status and code the error table gives an exception (its nearest class in the table), as
+    the handlers would answer it; 500 for anything else. For errors raised after a streamed answer
+    has started, which can no longer change the status."""
+    table = {exception_type: (status, code) for exception_type, status, code in ERROR_STATUS}
+    for cls in type(error).__mro__:
+        if cls in table:
+            return table[cls]
+    return 500, "internal_error"
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -131,8 +146,8 @@ ERROR_DESCRIPTIONS = {
     413: "Over a size limit: the request body (PRISM_MAX_REQUEST_BYTES), a text, file, picture or recording; the message names the limit.",
     415: "Unsupported file type.",
     422: "The request does not match the schema (wrong type, missing or unknown field, out of range); the message names the field.",
-    502: "The embeddings server answered with an error.",
-    503: "Not ready (models loading), Milvus or the embeddings server unreachable, the modality's model not loaded, or overloaded.",
+    502: "The embeddings, rerank or answer server answered with an error, or sent something that is not an answer.",
+    503: "Not ready (models loading), Milvus, the embeddings or answer server unreachable, the modality's or answer model not loaded, or overloaded.",
 }
 
 

@@ -14,14 +14,18 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from encoders import TextEncoderConfig
+from encoders.base import default_cpu_threads
 from encoders.config import DEFAULT_QUERY_TASK, DEFAULT_TEXT_MODEL, FALLBACK_TEXT_MODEL
 from encoders.clip import ClipConfig
+from encoders.generate import DEFAULT_ANSWER_MODEL, FALLBACK_ANSWER_MODEL, GeneratorConfig
 from encoders.rerank import DEFAULT_RERANK_INSTRUCTION, DEFAULT_RERANK_MODEL, RerankerConfig
 from encoders.whisper import WhisperConfig
 from retrieval import ChunkingConfig
 from retrieval.audio import AudioConfig
 from retrieval.images import ImageConfig
 from retrieval.jobs import JobConfig
+from retrieval.text_queue import TextQueueConfig
+from retrieval.store_index import DEFAULT_LITE_INDEX_MAX_ITEMS
 from retrieval.validation import TextLimits
 
 CONFIG_FILE_ENV = "PRISM_CONFIG"  # path of an optional TOML file with the same keys, lowercase
@@ -46,6 +50,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./data"), description="Where Milvus Lite and other local state live.")
     milvus_uri: str | None = Field(None, description="A Milvus server, e.g. http://host:19530. Default: Milvus Lite at DATA_DIR/milvus.db.")
     milvus_token: SecretStr | None = Field(None, description="Milvus token (user:password) for a secured server.")
+    lite_index_max_items: int = Field(DEFAULT_LITE_INDEX_MAX_ITEMS, ge=0, description="On Milvus Lite, the most rows per vector space that Prism keeps in memory for exact search in milliseconds; above it Milvus Lite searches itself (much slower, see the log and /v1/info); 0 turns the index off.")
 
     # Text encoder
     text_backend: Literal["local", "openai", "sentence-transformers"] = Field("local", description="Which text encoder backend to use.")
@@ -104,15 +109,31 @@ class Settings(BaseSettings):
     rerank_timeout_s: float = Field(30.0, gt=0, description="Deadline of one request to the rerank server, retries included.")
     rerank_max_retries: int = Field(3, ge=0, description="Retries (with backoff) on connection errors, 429 and 5xx.")
 
+    # Answers (POST /v1/answer, /v1/chat/completions)
+    answer_backend: Literal["local", "openai", "none"] = Field("local", description="local (a model in-process, loaded on the first answer), openai (an OpenAI-compatible chat server) or none (answers answer 503; search is unaffected).")
+    answer_model: str = Field(DEFAULT_ANSWER_MODEL, description="local: hub id, directory, .gguf file or pip:PACKAGE; openai: the served model name.")
+    answer_fallback_model: str | None = Field(FALLBACK_ANSWER_MODEL, description="Loaded when ANSWER_MODEL cannot be had offline (local backend); empty disables the fallback.")
+    answer_device: str = Field("auto", description="auto, cpu, cuda or cuda:N (local backend).")
+    answer_url: str = Field("http://127.0.0.1:30002/v1", description="The chat server for the openai backend (SGLang, vLLM, llama.cpp's server, Ollama).")
+    answer_api_key: SecretStr | None = Field(None, description="Key sent to the chat server.")
+    answer_timeout_s: float = Field(120.0, gt=0, description="Deadline of one answer up to its first word, retries included, and longest pause between words (openai backend).")
+    answer_max_retries: int = Field(2, ge=0, description="Retries (with backoff) on connection errors, 429 and 5xx before the first word.")
+    answer_context_tokens: int | None = Field(None, ge=256, description="The generator's context window in tokens; unset: what the model's config or the chat server says.")
+    answer_min_score: float = Field(0.3, description="Default relevance threshold: sources below it are not given to the model; when none reaches it, the answer says the library has nothing on it.")
+    answer_top_k: int = Field(5, ge=1, le=50, description="Default number of sources retrieved for an answer.")
+    answer_max_tokens: int = Field(512, ge=1, le=4096, description="Longest answer in tokens: what a request gets without max_tokens, and the most it gets with it.")
+
     # Ingestion
     chunk_tokens: int = Field(512, ge=8, description="Tokens per chunk (clamped to the model's maximum).")
     chunk_overlap: int = Field(64, ge=0, description="Tokens shared by neighbouring chunks.")
     embedding_cache_size: int = Field(10_000, ge=0, description="Embeddings kept in memory to skip repeated text.")
 
     # Runtime
-    cpu_threads: int | None = Field(None, ge=1, description="Threads the in-process models use within one operation (PyTorch's, and faster-whisper's); unset keeps the libraries' defaults. 1 can make single queries much faster on a small machine shared with other processes.")
+    cpu_threads: int | None = Field(None, ge=1, description="Threads one operation may use: PyTorch's, the BLAS and OpenMP pools', and faster-whisper's CTranslate2. Unset: half the cores, at least one (serving runs many operations side by side; wider pools make single queries spin and wait).")
+    text_batch_size: int = Field(32, ge=1, description="In-process text encoders: texts per forward pass. Queries waiting together share one; ingest and /v1/embeddings work is cut into batches of this size.")
+    text_queue_size: int = Field(1024, ge=1, description="In-process text encoders: texts waiting in each queue (queries; ingest and embeddings) before requests are refused with 503 overloaded.")
 
-    @field_validator("text_fallback_model", "milvus_uri", "whisper_fallback_model", "whisper_language", "image_pretrained", "rerank_url", "cpu_threads", mode="before")
+    @field_validator("text_fallback_model", "milvus_uri", "whisper_fallback_model", "whisper_language", "image_pretrained", "rerank_url", "cpu_threads", "answer_fallback_model", "answer_context_tokens", mode="before")
     @classmethod
     def empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -161,6 +182,9 @@ class Settings(BaseSettings):
             batch_size=self.openai_batch_size,
         )
 
+    def text_queue_config(self) -> TextQueueConfig:
+        return TextQueueConfig(batch_size=self.text_batch_size, queue_size=self.text_queue_size)
+
     def whisper_config(self) -> WhisperConfig:
         return WhisperConfig(
             backend=self.whisper_backend,
@@ -169,7 +193,7 @@ class Settings(BaseSettings):
             vad=self.whisper_vad,
             device=self.whisper_device,
             fallback_model=self.whisper_fallback_model,
-            cpu_threads=self.cpu_threads,
+            cpu_threads=self.cpu_threads or default_cpu_threads(),
         )
 
     def audio_config(self) -> AudioConfig:
@@ -208,6 +232,19 @@ class Settings(BaseSettings):
             max_retries=self.rerank_max_retries,
         )
 
+    def generator_config(self) -> GeneratorConfig:
+        return GeneratorConfig(
+            backend=self.answer_backend,
+            model=self.answer_model,
+            fallback_model=self.answer_fallback_model,
+            device=self.answer_device,
+            context_tokens=self.answer_context_tokens,
+            base_url=self.answer_url,
+            api_key=self.answer_api_key.get_secret_value() if self.answer_api_key else None,
+            timeout_s=self.answer_timeout_s,
+            max_retries=self.answer_max_retries,
+        )
+
     def image_config(self) -> ImageConfig:
         return ImageConfig(
             max_bytes=self.image_max_bytes,
@@ -235,7 +272,7 @@ class Settings(BaseSettings):
     def public_view(self) -> dict[str, Any]:
         """The effective configuration with secrets masked, for `prism info` and GET /v1/info."""
         view = self.model_dump(mode="json")
-        for name in ("api_keys", "milvus_token", "openai_api_key", "rerank_api_key"):
+        for name in ("api_keys", "milvus_token", "openai_api_key", "rerank_api_key", "answer_api_key"):
             view[name] = "***" if view.get(name) else None
         view["store_uri"] = self.store_uri
         return view

@@ -22,6 +22,7 @@ from encoders.rerank import Reranker, create_reranker
 from encoders.whisper import Transcriber, create_transcriber
 from retrieval import Library, MilvusStore, StoreUnavailable
 from retrieval.blobs import BlobStore
+from retrieval.text_queue import queue_text_encoder
 
 log = logging.getLogger("prism")
 
@@ -32,17 +33,21 @@ RETRY_DELAYS_S = (1, 2, 5, 10, 30)  # then every 30 s
 
 def open_library(settings: Settings) -> Library:
     """Build the Library from settings: the one wiring used by the server and the CLI."""
-    set_cpu_threads(settings.cpu_threads)
+    threads = set_cpu_threads(settings.cpu_threads)  # before the models load: they size their pools then
+    log.info("threads per operation: %d (PRISM_CPU_THREADS %s)", threads, settings.cpu_threads or "unset: half the cores")
     encoder = create_text_encoder(settings.text_encoder_config())  # logs a WARNING if it fell back
-    transcriber, audio_error = open_transcriber(settings)
-    clip, image_error = open_clip_encoder(settings)
-    reranker, rerank_error = open_reranker(settings)
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-    store = MilvusStore(settings.store_uri, token=token)
-    stores = [store]
+    encoder = queue_text_encoder(encoder, settings.text_queue_config())  # queries never wait behind ingest
+    opened: list = [encoder]  # closed again if the Library cannot be built (loading is retried)
     try:
-        image_store = MilvusStore(settings.store_uri, token=token, space="image")
-        stores.append(image_store)
+        transcriber, audio_error = open_transcriber(settings)
+        clip, image_error = open_clip_encoder(settings)
+        reranker, rerank_error = open_reranker(settings)
+        opened.append(reranker)
+        token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+        store = MilvusStore(settings.store_uri, token=token, lite_index_max_items=settings.lite_index_max_items)
+        opened.append(store)
+        image_store = MilvusStore(settings.store_uri, token=token, space="image", lite_index_max_items=settings.lite_index_max_items)
+        opened.append(image_store)
         return Library(
             encoder,
             store,
@@ -61,8 +66,10 @@ def open_library(settings: Settings) -> Library:
             jobs=settings.job_config(),
         )
     except BaseException:
-        for opened in stores:
-            opened.close()
+        for part in reversed(opened):
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
         raise
 
 

@@ -125,6 +125,12 @@ def rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, all its threads together (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def ingest_documents(client: PrismClient, documents: list[dict], collection: str = "bench", batch: int = 256) -> None:
     """Documents into a collection over the API, `batch` per request."""
     for start in range(0, len(documents), batch):
@@ -161,12 +167,12 @@ def text_model() -> tuple[str, int]:
     return info.name, info.dimension
 
 
-def fill_text_space(uri: str, collection: str, start: int, stop: int, model: tuple[str, int], batch: int = 5000, index_timeout: float = 3600) -> dict:
+def fill_text_space(uri: str, collection: str, start: int, stop: int, model: tuple[str, int], batch: int = 5000, index_timeout: float = 3600, vectors_out: list | None = None) -> dict:
     """Store items start..stop-1 of a collection directly with MilvusStore: random unit vectors and
     short texts, in the text space the server will search. On a Milvus server it then waits until the
     new rows are flushed and indexed (see wait_until_indexed). Returns the rows, the seconds the upserts
     took (`insert_s`, with Lite's flushes), the seconds until indexed (`ready_s`) and, on a server, the
-    index's state then (`index`)."""
+    index's state then (`index`). `vectors_out`: a list the vectors are appended to (float32 arrays)."""
     import numpy as np
 
     from retrieval.store import MilvusStore
@@ -183,6 +189,8 @@ def fill_text_space(uri: str, collection: str, start: int, stop: int, model: tup
             count = min(batch, stop - first)
             vectors = rng.standard_normal((count, dimension), dtype=np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            if vectors_out is not None:
+                vectors_out.append(vectors)
             items = [
                 Item(
                     id=f"syn-{index}", collection=collection, modality="text", doc_id=f"syn-{index}",
@@ -296,11 +304,32 @@ STAGES = ("encode", "search", "fusion", "total", "wall")
 QUANTILES = (50, 95, 99)
 
 
-def query_latency(client: PrismClient, queries: int, seed: int) -> dict:
+def numpy_floor(vectors, seed: int, top_k: int = 10):
+    """A function that runs one bare exact search and returns its ms: the top_k of a random unit query
+    over `vectors` (unit, float32) by numpy in this process, what a search stage cannot beat without
+    approximating. query_latency runs it after each query, so that both see the same load."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def one() -> float:
+        query = rng.standard_normal(vectors.shape[1], dtype=np.float32)
+        query /= np.linalg.norm(query)
+        started = time.perf_counter()
+        scores = vectors @ query
+        top = np.argpartition(-scores, top_k)[:top_k]
+        top[np.argsort(-scores[top])]
+        return (time.perf_counter() - started) * 1000
+
+    return one
+
+
+def query_latency(client: PrismClient, queries: int, seed: int, floor=None) -> dict:
     """p50/p95/p99 per stage (and each search's p50) over `queries` distinct text queries to the
-    collection "bench", after 5 warm-up queries."""
+    collection "bench", after 5 warm-up queries; with `floor` (numpy_floor), also its p50/p95/p99, one
+    sample after each query."""
     rng = random.Random(seed)
-    samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    samples: dict[str, list[float]] = {stage: [] for stage in (*STAGES, *(["floor"] if floor else []))}
     routes: dict[str, list[float]] = {}
     for index in range(queries + 5):
         text = f"{rng.choice(WORDS)} and {rng.choice(WORDS)} near a {rng.choice(WORDS)} ({seed}.{index})"  # distinct: no cache hits
@@ -318,6 +347,8 @@ def query_latency(client: PrismClient, queries: int, seed: int) -> dict:
         samples["fusion"].append(timings.get("fusion", 0.0))
         samples["total"].append(timings["total"])
         samples["wall"].append(wall)
+        if floor:
+            samples["floor"].append(floor())
     summary = {stage: {f"p{q}": percentile(values, q) for q in QUANTILES} for stage, values in samples.items()}
     summary["routes_p50"] = {name: percentile(values, 50) for name, values in routes.items()}
     return summary

@@ -5,11 +5,16 @@
 The model is PRISM_IMAGE_MODEL / PRISM_IMAGE_PRETRAINED when set; otherwise ViT-B-32 with random
 weights saved to a temporary checkpoint (no pretrained CLIP exists offline, and the values of the
 weights do not change the cost of a forward pass). The pictures are 640x480 JPEGs, the size of a
-typical web photo. Three figures:
-  bare encoder        ClipEncoder.embed_images on decoded pictures, in batches of 32
+typical web photo. The figures:
+  bare encoder        ClipEncoder.embed_images on decoded pictures, in batches of 32, with the threads
+                      per operation the server uses (PRISM_CPU_THREADS, else half the cores), before
+                      and after the server runs (their mean is the reference for the ratios: load from
+                      elsewhere drifts); and with PyTorch's default (one thread per core)
   server, batched     POST /v1/images with 16 pictures per request, one client
   server, concurrent  POST /v1/images with 1 picture per request from --clients clients at once:
-                      what dynamic micro-batching gathers across requests (items per batch is shown)
+                      what dynamic micro-batching gathers across requests (items per batch is shown),
+                      and the server's own timings per request (p50 of its thumbnail, embed and store
+                      stages)
 The server figures include HTTP, decoding, thumbnails, CLIP, Milvus Lite writes and blob writes.
 """
 
@@ -21,22 +26,37 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import TEXT_ONLY, batcher_counts, clip_settings, photos, running_server, write_results
+from common import TEXT_ONLY, batcher_counts, clip_settings, percentile, photos, running_server, write_results
 
 REQUEST_IMAGES = 16
 
 
-def bare_speed(settings: dict[str, str], data: list[bytes]) -> dict:
+def bare_encoder(settings: dict[str, str]):
     from encoders.clip import ClipConfig, create_clip_encoder
+
+    return create_clip_encoder(ClipConfig(model=settings["PRISM_IMAGE_MODEL"], pretrained=settings["PRISM_IMAGE_PRETRAINED"] or None))
+
+
+def bare_speed(encoder, data: list[bytes], labels: tuple[str, ...]) -> dict:
+    """Images/s of the bare encoder: "default" with PyTorch's default threads, "server" with the server's."""
+    import os
+
+    import torch
+
+    from encoders.base import set_cpu_threads
     from encoders.images import decode_image
 
-    encoder = create_clip_encoder(ClipConfig(model=settings["PRISM_IMAGE_MODEL"], pretrained=settings["PRISM_IMAGE_PRETRAINED"] or None))
     pictures = [decode_image(item).image for item in data]
-    encoder.embed_images(pictures[:8])  # warm-up
-    started = time.perf_counter()
-    encoder.embed_images(pictures)
-    seconds = time.perf_counter() - started
-    return {"wall_s": seconds, "images_per_s": len(data) / seconds, "model": encoder.info.name}
+    speeds = {}
+    for label in labels:
+        if label == "server":
+            set_cpu_threads(int(os.environ["PRISM_CPU_THREADS"]) if os.environ.get("PRISM_CPU_THREADS") else None)
+        encoder.embed_images(pictures[:8])  # warm-up
+        started = time.perf_counter()
+        encoder.embed_images(pictures)
+        seconds = time.perf_counter() - started
+        speeds[label] = {"threads": torch.get_num_threads(), "wall_s": seconds, "images_per_s": len(data) / seconds}
+    return speeds
 
 
 def server_speed(settings: dict[str, str], data: list[bytes], others: list[bytes], clients: int) -> dict:
@@ -54,8 +74,13 @@ def server_speed(settings: dict[str, str], data: list[bytes], others: list[bytes
 
         batches_before, items_before = batcher_counts(client)
 
+        stages: dict[str, list[float]] = {}
+
         def post_one(index: int) -> None:
-            client.post("/v1/images", data={"collection": "concurrent"}, files=[("files", (f"{index}.jpg", others[index]))]).raise_for_status()
+            response = client.post("/v1/images", data={"collection": "concurrent"}, files=[("files", (f"{index}.jpg", others[index]))])
+            response.raise_for_status()
+            for stage, ms in response.json()["timings_ms"].items():
+                stages.setdefault(stage, []).append(ms)
 
         started = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
@@ -70,6 +95,7 @@ def server_speed(settings: dict[str, str], data: list[bytes], others: list[bytes
             "images_per_s": len(others) / concurrent_s,
             "clients": clients,
             "items_per_batch": (items_after - items_before) / batches if batches else float("nan"),
+            "stages_p50_ms": {stage: percentile(values, 50) for stage, values in stages.items()},
         },
     }
 
@@ -82,22 +108,32 @@ def main() -> None:
     data = photos(args.images)
     with tempfile.TemporaryDirectory(prefix="prism-bench-clip-") as folder:
         settings = clip_settings(Path(folder))
-        bare = bare_speed(settings, data)
+        encoder = bare_encoder(settings)
+        bare = bare_speed(encoder, data, ("default", "server"))
         server = server_speed(settings, data, photos(args.images, seed=1), args.clients)
+        after = bare_speed(encoder, data, ("server",))["server"]  # again after the server: load from elsewhere drifts
+    # The reference for the ratios: the bare encoder at the server's threads, the mean of before and after.
+    bare["server"]["images_per_s"] = (bare["server"]["images_per_s"] + after["images_per_s"]) / 2
+    bare["server"]["before_after"] = [bare["server"].pop("wall_s"), after["wall_s"]]
+    bare["images_per_s"], bare["model"] = bare["server"]["images_per_s"], encoder.info.name  # as bench/run_all.py reads them
+    reference = bare["server"]["images_per_s"]
+    concurrent = server["concurrent"]
     rows = [
-        ("bare encoder (batches of 32)", bare["images_per_s"], 1.0, ""),
-        (f"server, {REQUEST_IMAGES} per request", server["batched"]["images_per_s"], server["batched"]["images_per_s"] / bare["images_per_s"], ""),
+        (f"bare encoder (batches of 32), {bare['server']['threads']} thread(s) per operation, as the server (mean of before and after the server runs)", reference, 1.0, ""),
+        (f"bare encoder (batches of 32), PyTorch's default {bare['default']['threads']} threads", bare["default"]["images_per_s"], bare["default"]["images_per_s"] / reference, ""),
+        (f"server, {REQUEST_IMAGES} per request", server["batched"]["images_per_s"], server["batched"]["images_per_s"] / reference, ""),
         (
             f"server, 1 per request, {args.clients} clients",
-            server["concurrent"]["images_per_s"],
-            server["concurrent"]["images_per_s"] / bare["images_per_s"],
-            f"{server['concurrent']['items_per_batch']:.1f} pictures per CLIP batch",
+            concurrent["images_per_s"],
+            concurrent["images_per_s"] / reference,
+            f"{concurrent['items_per_batch']:.1f} pictures per CLIP batch; per request p50 "
+            + ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in concurrent["stages_p50_ms"].items()),
         ),
     ]
     lines = [
         f"Image ingest, {args.images} pictures of 640x480, model {bare['model']} ({settings['PRISM_IMAGE_PRETRAINED'] or 'pretrained tag'})",
         "",
-        "| path | images/s | ratio to bare | note |",
+        "| path | images/s | ratio to bare (server's threads) | note |",
         "|---|---:|---:|---|",
         *[f"| {name} | {speed:.1f} | {ratio:.2f} | {note} |" for name, speed, ratio, note in rows],
     ]

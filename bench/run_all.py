@@ -25,7 +25,8 @@ SCRIPTS = {
     "images": (["--images", "256", "--clients", "8"], ["--images", "64", "--clients", "8"]),
     "query": (["--sizes", "1000,10000", "--queries", "200", "--cpu-threads", "default,1"], ["--sizes", "1000", "--queries", "50"]),
     "scale": (["--sizes", "10000,100000", "--stores", "lite,server", "--queries", "300"], ["--sizes", "10000", "--stores", "lite,server", "--queries", "50"]),
-    "concurrency": ([], ["--text-queries", "64", "--image-queries", "32"]),
+    "concurrency": ([], ["--text-queries", "64", "--image-queries", "32", "--ingest-docs", "50"]),
+    "embeddings": ([], ["--requests", "24"]),
     "memory": (["--items", "100000"], ["--items", "20000"]),
     "peak_memory": (["--document-kb", "1,100,1000", "--recording-minutes", "10"], ["--document-kb", "1,100", "--recording-minutes", "1"]),
 }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -65,16 +67,45 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def set_cpu_threads(threads: int | None) -> None:
-    """Threads PyTorch may use within one operation, for the whole process; None keeps its default (one
-    per core). On a small machine shared with other processes, one thread per operation can be many
-    times faster for single queries: with one per core, every operation waits for a core that another
-    process may hold (docs/BENCHMARKS.md, "Threads")."""
-    if threads is None:
-        return
-    import torch  # here, not at module level: HTTP-only backends never need torch
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and `taskset` narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
-    torch.set_num_threads(threads)
+
+def default_cpu_threads(cores: int | None = None) -> int:
+    """Threads one operation gets when PRISM_CPU_THREADS is unset: half the cores, at least one.
+
+    A server runs many operations at once (a batch of queries, a batch of ingest, CLIP, the requests'
+    own Python), so it gains more from running them side by side than from spreading one of them over
+    every core; and a pool as wide as the machine makes every query wait for, and spin on, cores that
+    other work holds (docs/BENCHMARKS.md, "Threads")."""
+    return max(1, (cores or available_cores()) // 2)
+
+
+def set_cpu_threads(threads: int | None) -> int:
+    """Size the process's thread pools for serving; None means default_cpu_threads(). Returns the count.
+
+    One count for every pool that runs one operation: PyTorch's (and its MKL's), the BLAS libraries'
+    (numpy's and faiss' OpenBLAS, through threadpoolctl) and OpenMP's; OPENBLAS_NUM_THREADS and
+    OMP_NUM_THREADS are set in the environment for the libraries that load later (PyTorch reads them
+    when it loads, faiss when Milvus Lite opens), and OMP_WAIT_POLICY=PASSIVE unless set otherwise: an
+    OpenMP thread waiting for work then sleeps instead of spinning on a core that other work needs
+    (docs/BENCHMARKS.md, "Threads"). Whisper's CTranslate2 gets the count from its config.
+    Process-wide: call it once, at start, before the models load."""
+    threads = threads or default_cpu_threads()
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ[variable] = str(threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when an OpenMP runtime loads
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads, user_api="blas")  # not as a context manager: the limit stays
+    torch = sys.modules.get("torch")  # not imported here: HTTP-only backends never need torch
+    if torch is not None:
+        torch.set_num_threads(threads)
+    return threads
 
 
 def import_class(spec: str) -> type:

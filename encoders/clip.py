@@ -14,7 +14,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -197,13 +197,22 @@ class ClipEncoder:
 
     def embed_images(self, images: Sequence) -> np.ndarray:
         """One vector per PIL image; any mode (converted to RGB) and any size (the model's preprocessing)."""
-        import torch
+        return self.embed_pixels([self.pixels(image) for image in images])
+
+    def pixels(self, image) -> Any:
+        """What the model reads of a PIL image (any mode or size): its preprocessing's tensor. Safe to
+        run in any thread, so that request threads prepare their pictures while the model runs others."""
+        return self.preprocess(image.convert("RGB"))
+
+    def embed_pixels(self, pixels: Sequence) -> np.ndarray:
+        """One vector per tensor from pixels(): the forward passes alone."""
 
         def encode(batch):
-            pixels = torch.stack([self.preprocess(image.convert("RGB")) for image in batch]).to(self.device)
-            return self.model.encode_image(pixels)
+            import torch
 
-        return self._embed(list(images), encode)
+            return self.model.encode_image(torch.stack(batch).to(self.device))
+
+        return self._embed(list(pixels), encode)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """One vector per text; texts longer than the model's context are truncated by its tokenizer."""

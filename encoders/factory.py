@@ -27,10 +27,13 @@ TEXT_ENCODERS = {
 def backend_class(backend: str) -> type:
     return import_class(TEXT_ENCODERS[backend])
 
+# Backends that run the model in this process (the others call a server that batches for itself).
+IN_PROCESS_BACKENDS = frozenset({"local", "sentence-transformers"})
+
 # A remote server that is down raises EncoderUnavailable, not ModelNotFound: swapping in a small local
 # model there would silently change the vector space of a production index. Only in-process backends,
 # whose weights may simply be missing, fall back.
-BACKENDS_WITH_FALLBACK = {"local", "sentence-transformers"}
+BACKENDS_WITH_FALLBACK = IN_PROCESS_BACKENDS
 
 
 def create_text_encoder(config: TextEncoderConfig) -> TextEncoder:

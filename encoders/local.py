@@ -6,6 +6,7 @@ only, L2 normalisation, and optional Matryoshka truncation.
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Sequence
 
@@ -68,10 +69,11 @@ def left_pad(id_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
 class LocalQwen3Encoder:
     """A Qwen3-Embedding checkpoint (hub id or directory) run with transformers.
 
-    Thread-safe: the server calls it from several request threads, and one lock serialises every use of
-    the model and the tokenizer. Forward passes on one device would not run faster side by side, and a
-    fast tokenizer keeps its truncation setting in shared state: without the lock, token_spans() running
-    beside an embedding call sometimes returns the spans of a truncated text.
+    Thread-safe: the server calls it from several threads, and runs a batch of queries beside a batch of
+    ingest (retrieval/text_queue.py). Forward passes may run side by side; the tokenizer may not (a fast
+    tokenizer keeps its truncation setting in shared state: without a lock, token_spans() running beside
+    an embedding call sometimes returned the spans of a truncated text). So embedding tokenizes under a
+    lock and runs its passes outside it, and token_spans has a tokenizer (and a lock) of its own.
     """
 
     def __init__(self, config: TextEncoderConfig):
@@ -98,6 +100,8 @@ class LocalQwen3Encoder:
             max_tokens=self.max_tokens,
         )
         self._lock = threading.Lock()
+        self._spans_tokenizer = copy.deepcopy(self.tokenizer)
+        self._spans_lock = threading.Lock()
 
     def _max_tokens(self) -> int:
         limits = [self.config.max_length, self.model.config.max_position_embeddings]
@@ -114,8 +118,8 @@ class LocalQwen3Encoder:
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         check_cancelled()  # called per document while chunking: a cancelled ingest stops there too
-        with self._lock:
-            encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        with self._spans_lock:
+            encoding = self._spans_tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return [(start, end) for start, end in encoding["offset_mapping"]]
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -125,9 +129,9 @@ class LocalQwen3Encoder:
         with self._lock:
             # The tokenizer appends <|endoftext|>; truncation keeps it, and its hidden state is the embedding.
             id_lists = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
-            for batch in token_budget_batches([len(ids) for ids in id_lists], self.config.batch_tokens):
-                check_cancelled()  # the client left, or the server stops: no more forward passes
-                vectors[batch] = self._last_token_states([id_lists[i] for i in batch])
+        for batch in token_budget_batches([len(ids) for ids in id_lists], self.config.batch_tokens):
+            check_cancelled()  # the client left, or the server stops: no more forward passes
+            vectors[batch] = self._last_token_states([id_lists[i] for i in batch])
         return truncate_dimensions(vectors, self.config.dimensions)  # also L2-normalises
 
     def _last_token_states(self, id_lists: list[list[int]]) -> np.ndarray:

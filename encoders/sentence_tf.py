@@ -7,6 +7,7 @@ all-MiniLM-L6-v2), which needs neither the network nor the Hugging Face cache.
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Sequence
 
@@ -16,7 +17,9 @@ from encoders.torchvision_fix import ensure_torchvision_importable
 
 ensure_torchvision_importable()  # sentence-transformers imports transformers: see encoders/local.py
 
+import torch  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
+from sentence_transformers.util import batch_to_device  # noqa: E402
 
 from encoders.base import EncoderInfo, truncate_dimensions
 from encoders.cancel import check_cancelled
@@ -24,8 +27,7 @@ from encoders.config import TextEncoderConfig
 from encoders.hub import resolve_model_or_package_dir
 from encoders.local import pick_device
 
-# Texts per call of the model's encode: one of its batches. Between calls, cancelled work stops
-# (encoders.cancel) and other requests get the lock.
+# Texts per forward pass: one of encode's batches. Between passes, cancelled work stops (encoders.cancel).
 TEXTS_PER_CALL = 32
 
 
@@ -36,6 +38,7 @@ class SentenceTransformerEncoder:
         self.config = config
         model_dir = resolve_model_or_package_dir(config.model)
         self.model = SentenceTransformer(str(model_dir), device=str(pick_device(config.device)))
+        self.model.eval()  # encode() does this per call; the passes below call the model directly
         full_dimension = self.model.get_embedding_dimension()
         if config.dimensions is not None and not 0 < config.dimensions <= full_dimension:
             raise ValueError(
@@ -48,9 +51,16 @@ class SentenceTransformerEncoder:
             dimension=config.dimensions or full_dimension,
             max_tokens=self.model.max_seq_length,
         )
-        # The server calls encoders from several threads. One lock covers the model and its tokenizer,
-        # whose truncation settings live in shared state (see LocalQwen3Encoder).
+        # The server calls encoders from several threads, and runs a batch of queries beside a batch of
+        # ingest (retrieval/text_queue.py). The model's forward pass is safe to run in several threads;
+        # a tokenizer is not (a fast tokenizer keeps its truncation settings in shared state, and
+        # refuses to be used by two threads at once). So each pass tokenizes under a lock and runs
+        # outside it, and chunking (token_spans, without truncation) has a tokenizer of its own.
         self._lock = threading.Lock()
+        self._spans_tokenizer = copy.deepcopy(self.model.tokenizer)
+        self._spans_lock = threading.Lock()
+        # encode() puts the model's default prompt, if it names one, in front of every text.
+        self._prompt = (self.model.prompts or {}).get(self.model.default_prompt_name or "") or None
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed(list(texts))
@@ -60,8 +70,8 @@ class SentenceTransformerEncoder:
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         check_cancelled()  # called per document while chunking: a cancelled ingest stops there too
-        with self._lock:
-            encoding = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        with self._spans_lock:
+            encoding = self._spans_tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return [(start, end) for start, end in encoding["offset_mapping"]]
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -73,8 +83,17 @@ class SentenceTransformerEncoder:
         for start in range(0, len(order), TEXTS_PER_CALL):
             check_cancelled()
             part = order[start : start + TEXTS_PER_CALL]
-            with self._lock:
-                vectors[part] = self.model.encode([texts[index] for index in part], convert_to_numpy=True, show_progress_bar=False)
+            vectors[part] = self._forward([texts[index] for index in part])
         # Truncate before normalising (a prefix of a unit vector is not a unit vector); this also
         # normalises models whose pipeline has no Normalize module.
         return truncate_dimensions(vectors, self.config.dimensions)
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        """One forward pass, as SentenceTransformer.encode runs each of its batches."""
+        if self._prompt:
+            texts = [self._prompt + text for text in texts]
+        with self._lock:
+            features = self.model.preprocess(texts) if hasattr(self.model, "preprocess") else self.model.tokenize(texts)
+        features = batch_to_device(features, self.model.device)
+        with torch.inference_mode():
+            return self.model(features)["sentence_embedding"].float().cpu().numpy()

@@ -7,6 +7,7 @@
         report = prism.upload(["~/notes"], collection="notes")   # files and folders, in batches
         for hit in prism.search("birds of prey", collection="notes")["results"]:
             print(hit["score"], hit["doc_id"], hit["text"])
+        print(prism.answer("What do owls do at night?", collection="notes")["answer"])
 
 Answers are the server's JSON (typed as TypedDicts in prism_client.types); failures raise
 PrismError subclasses carrying the server's status, code and message. The retrievers for LangChain
@@ -14,8 +15,10 @@ PrismError subclasses carrying the server's status, code and message. The retrie
 """
 
 from prism_client.aio import AsyncPrismClient
+from prism_client.answers import AnswerOptions
 from prism_client.calls import FileInput, SearchOptions
 from prism_client.errors import (
+    AnswerFailedError,
     AuthenticationError,
     InvalidInputError,
     InvalidRequestError,
@@ -33,6 +36,8 @@ from prism_client.sync import PrismClient
 from prism_client.uploads import FileProblem, LocalFile, UploadProgress, UploadReport
 
 __all__ = [
+    "AnswerFailedError",
+    "AnswerOptions",
     "AsyncPrismClient",
     "AuthenticationError",
     "FileInput",

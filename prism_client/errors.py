@@ -78,6 +78,10 @@ class JobFailedError(PrismError):
         self.job = job
 
 
+class AnswerFailedError(PrismError):
+    """A streamed answer failed after it started (its `error` event): `code` and `message` are the server's."""
+
+
 ERRORS_BY_STATUS: dict[int, type[PrismError]] = {
     400: InvalidInputError,
     401: AuthenticationError,

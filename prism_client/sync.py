@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar, Unpack, cast
+from typing import Any, Callable, Iterator, Sequence, TypeVar, Unpack, cast
 
 import httpx
 
 from prism_client import calls
+from prism_client.answers import AnswerEvents, AnswerOptions, answer_call
 from prism_client.base import DEFAULT_TIMEOUT, bytes_of, checked, connection_error, json_of, request_arguments, resolve, wait_ready
 from prism_client.calls import Call, FileInput, Operation, SearchOptions, Wait
 from prism_client.errors import PrismError
 from prism_client.types import (
-    Collection, Deleted, DoctorReport, Embeddings, Info, IngestResult, Item, ItemsPage, Job, JobAccepted, SearchResult,
+    Answer, Collection, Deleted, DoctorReport, Embeddings, Info, IngestResult, Item, ItemsPage, Job, JobAccepted, SearchResult,
 )  # fmt: skip
 from prism_client.uploads import MAX_BATCH_BYTES, MAX_BATCH_FILES, UploadProgress, UploadReport, upload
 
@@ -145,7 +146,25 @@ class PrismClient:
         """A picture or an audio clip, uploaded as a file (the server tells which from its bytes)."""
         return self._run(calls.search_file(file, options))
 
-    # Answers (issue 15): answer() goes here, built in calls.py like search_text().
+    # Answers
+    def answer(self, question: str | None = None, *, image: FileInput | None = None, audio: FileInput | None = None, **options: Unpack[AnswerOptions]) -> Answer:
+        """A grounded answer citing its sources; ask with a text, a picture or an audio clip (its transcript is the question)."""
+        return self._run(answer_call(question, image, audio, options, stream=False))
+
+    def answer_stream(self, question: str | None = None, *, image: FileInput | None = None, audio: FileInput | None = None, **options: Unpack[AnswerOptions]) -> Iterator[str | Answer]:
+        """The answer as the model writes it: pieces of text (str), then the whole Answer, with its citations, last."""
+        call, events = answer_call(question, image, audio, options, stream=True), AnswerEvents()
+        try:
+            with self.http.stream(call.method, call.path, json=call.json) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    checked(response, call)
+                for line in response.iter_lines():
+                    if (event := events.feed(line)) is not None:
+                        yield event
+        except httpx.TransportError as error:
+            raise connection_error(self.http, call, error) from error
+        events.finished()
 
     # Items and collections
     def item(self, item_id: str) -> Item:

@@ -144,3 +144,31 @@ class Embeddings(TypedDict):
     data: list[Embedding]
     model: str
     usage: dict[str, int]
+
+
+class Citation(TypedDict):
+    n: int  # the source's number: the answer cites it as [n]
+    id: str
+    doc_id: str
+    collection: str
+    modality: Modality
+    label: str
+    title: str
+    source: str
+    text: str  # what the model was given
+    start: float | None  # audio: the cited moment, in seconds
+    end: float | None
+    content_url: str | None
+    thumbnail_url: str | None
+    score: float
+
+
+class Answer(TypedDict):
+    answer: str  # cites its sources as [n]
+    nothing_found: bool  # no source reached the relevance threshold: the model was not called
+    citations: list[Citation]  # the sources the answer cites, in order of first mention
+    used_context: list[Citation]  # every source given to the model
+    model: str | None
+    backend: str | None
+    transcript: Transcript | None  # of a spoken question
+    timings_ms: dict[str, float]

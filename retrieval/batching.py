@@ -5,8 +5,10 @@ together it pays to encode them in one forward pass. Request threads call submit
 thread gathers what all of them queued into batches, calls fn once per batch, and hands each caller
 exactly its own results, in order. It knows nothing of HTTP: the API maps QueueFull onto a 503.
 
-The worker waits at most max_wait_ms after the oldest pending item for more to arrive: long enough
-for requests that arrive together to share a batch, short enough that a lone request barely notices.
+Items are taken first come, first served. The worker waits at most max_wait_ms after the oldest
+pending item for more to arrive: long enough for requests that arrive together to share a batch, short
+enough that a lone request barely notices. With max_wait_ms 0 it never waits: a batch is whatever
+queued while the previous one ran (continuous batching: no cost to a lone request, batches under load).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from encoders.cancel import Cancelled
 
 log = logging.getLogger("prism")
 
@@ -184,7 +188,10 @@ class MicroBatcher(Generic[T, R]):
             if len(results) != len(batch):
                 raise RuntimeError(f"{self.name}: fn returned {len(results)} results for a batch of {len(batch)} items")
         except BaseException as error:  # noqa: BLE001 - the callers must hear of it; the worker goes on
-            log.exception("%s: a batch of %d items failed", self.name, len(batch))
+            if isinstance(error, Cancelled):  # the server is shutting down: no fault to trace
+                log.info("%s: a batch of %d items was cancelled: %s", self.name, len(batch), error)
+            else:
+                log.exception("%s: a batch of %d items failed", self.name, len(batch))
             with self._lock:
                 self._count(batch)
                 for entry in batch:

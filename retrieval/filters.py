@@ -13,6 +13,10 @@ and `build_filter` turns them into an expression such as
 Every value is rendered by `string_literal` / `_scalar_literal`, never pasted in raw, so
 no input can change the shape of the expression. Anything we cannot render safely is
 refused with `InvalidFilter` (the API turns it into a 400).
+
+The expression is a `FilterExpression`: a str that also carries the same conditions in structured
+form (`conditions`), for the in-memory index on Milvus Lite (retrieval/lite_index.py), which filters
+without parsing the string.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from retrieval.errors import InvalidInput
@@ -50,6 +55,27 @@ class InvalidFilter(InvalidInput):
     """A filter that cannot be turned into a safe expression. The message names the key."""
 
 
+@dataclass(frozen=True)
+class Condition:
+    """One condition of a filter, structured: `field` (a typed field, or "metadata.KEY") is one of
+    `values` (op "in"), or compares with `values[0]` (op ">=", ">", "<=", "<")."""
+
+    field: str
+    op: str
+    values: tuple[Any, ...]
+
+
+class FilterExpression(str):
+    """A Milvus filter expression that also carries its conditions (all of which must hold)."""
+
+    conditions: tuple[Condition, ...]
+
+    def __new__(cls, expression: str, conditions: Iterable[Condition]) -> FilterExpression:
+        made = super().__new__(cls, expression)
+        made.conditions = tuple(conditions)
+        return made
+
+
 def string_literal(value: str) -> str:
     """Quote `value` as a Milvus string literal that matches exactly `value`."""
     if not isinstance(value, str):
@@ -72,10 +98,12 @@ def build_filter(
     if not isinstance(collection, str) or not collection:
         raise InvalidFilter("collection: must be a non-empty string")
     conditions = [f"collection == {string_literal(collection)}"]
+    structured = [Condition("collection", "in", (collection,))]
     if modality is not None:
         conditions.append(_string_condition("modality", modality))
+        structured.append(_string_structured("modality", modality))
     if filters is None:
-        return " and ".join(conditions)
+        return FilterExpression(" and ".join(conditions), structured)
     if not isinstance(filters, Mapping):
         raise InvalidFilter(f"filters: must be an object, got {_type_name(filters)}")
 
@@ -88,11 +116,26 @@ def build_filter(
     for key in STRING_FIELDS:
         if key in filters:
             conditions.append(_string_condition(key, filters[key]))
+            structured.append(_string_structured(key, filters[key]))
     if TIME_FIELD in filters:
         conditions.extend(_time_conditions(filters[TIME_FIELD]))
+        structured.extend(_time_structured(filters[TIME_FIELD]))
     if METADATA_FIELD in filters:
         conditions.extend(_metadata_conditions(filters[METADATA_FIELD]))
-    return " and ".join(conditions)
+        structured.extend(Condition(f"{METADATA_FIELD}.{key}", "in", tuple(wanted) if isinstance(wanted, (list, tuple)) else (wanted,)) for key, wanted in filters[METADATA_FIELD].items())
+    return FilterExpression(" and ".join(conditions), structured)
+
+
+def _string_structured(field: str, value: str | list[str]) -> Condition:
+    """The structured form of a condition that _string_condition has checked."""
+    return Condition(field, "in", (value,) if isinstance(value, str) else tuple(value))
+
+
+def _time_structured(value: int | Mapping[str, int]) -> list[Condition]:
+    """The structured form of conditions that _time_conditions has checked."""
+    if _is_int(value):
+        return [Condition(TIME_FIELD, "in", (value,))]
+    return [Condition(TIME_FIELD, RANGE_OPERATORS[op], (bound,)) for op, bound in value.items()]
 
 
 def _string_condition(field: str, value: Any) -> str:

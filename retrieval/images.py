@@ -33,6 +33,7 @@ from retrieval.batching import MicroBatcher
 from retrieval.blobs import BlobOwner, blob_key
 from retrieval.cache import EmbeddingCache
 from retrieval.errors import InvalidInput
+from retrieval.group_writes import GroupWriter
 from retrieval.ingest import (
     Ingestor,
     check_collection_name,
@@ -101,13 +102,17 @@ class ImageLibrary:
         self.ingestor = ingestor  # the text side: captions are embedded and stored as text
         self.config = config
         self.cache = cache or EmbeddingCache(1024)
+        # The batcher's worker runs CLIP's forward passes only: request threads decode their pictures
+        # and prepare CLIP's input (resize, crop, normalise) themselves, beside the model.
         self.batcher = MicroBatcher(
-            lambda images: list(encoder.embed_images(images)),
+            lambda pixels: list(encoder.embed_pixels(pixels)),
             max_batch=config.batch_size,
             max_wait_ms=config.batch_wait_ms,
             max_queue=config.queue_size,
             name="image-encoder",
         )
+        # Pictures that arrive together are stored together (one write for many one-picture requests).
+        self.writes = GroupWriter(ingestor.writer, max_group=config.batch_size, max_queue=config.queue_size, name="image-writes")
 
     @property
     def info(self) -> ClipInfo:
@@ -124,7 +129,8 @@ class ImageLibrary:
 
     def ingest(self, collection: str, uploads: Sequence[ImageUpload]) -> IngestResult:
         """Embed every picture (and caption), then store originals, thumbnails and vectors as one write
-        (retrieval/writes.py): nothing is left behind when a step fails."""
+        (retrieval/writes.py; shared with other requests storing at the same time: retrieval/group_writes.py):
+        nothing is left behind when a step fails."""
         check_collection_name(collection)
         if not uploads:
             raise InvalidInput("no images given")
@@ -142,7 +148,7 @@ class ImageLibrary:
         with timer.stage("store"):
             blobs = [blob for image, upload, small in zip(images, by_id.values(), thumbnails) for blob in _blobs(image, upload, small)]
             try:
-                self.ingestor.writer.replace(collection, [image.id for image in images], {"image": images, "text": captions}, blobs)
+                self.writes.replace(collection, [image.id for image in images], {"image": images, "text": captions}, blobs)
             except ValueError as error:  # an item the store's schema cannot hold: nothing was stored
                 raise InvalidInput(str(error)) from None
         return IngestResult(
@@ -174,7 +180,7 @@ class ImageLibrary:
         collection. Returns how many were encoded."""
         known = self.store.vectors_by_hash([image.content_hash for image in images], collection)
         missing = [index for index, image in enumerate(images) if image.content_hash not in known]
-        vectors = self.batcher.submit([uploads[index].decoded.image for index in missing])
+        vectors = self.batcher.submit([self.encoder.pixels(uploads[index].decoded.image) for index in missing])
         for index, vector in zip(missing, vectors):
             known[images[index].content_hash] = vector.tolist()
         for image in images:
@@ -183,7 +189,7 @@ class ImageLibrary:
 
     def embed_query_image(self, filename: str, data: bytes) -> np.ndarray:
         upload = self.decode(filename, data)
-        return np.asarray(self.batcher.submit([upload.decoded.image])[0])
+        return np.asarray(self.batcher.submit([self.encoder.pixels(upload.decoded.image)])[0])
 
     def embed_query_text(self, text: str) -> np.ndarray:
         """CLIP's text tower, for text aimed at pictures (cached: queries repeat)."""
@@ -197,8 +203,14 @@ class ImageLibrary:
     def search(self, vector: np.ndarray, top_k: int, expression: str) -> list[Hit]:
         return self.store.search(vector.tolist(), top_k, expression)
 
+    @property
+    def batchers(self) -> list[MicroBatcher]:
+        """For /metrics."""
+        return [self.batcher, self.writes.batcher]
+
     def close(self) -> None:
         self.batcher.close()
+        self.writes.close()
 
 
 class ClipTextMirror:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from encoders import EncoderInfo, TextEncoder, truncate_dimensions
 from encoders.clip import ClipEncoder, ClipInfo
+from encoders.generate import Generator
 from encoders.rerank import Reranker
 from encoders.whisper import Transcriber, TranscriberInfo
+from retrieval.answer import AnswerRequest, AnswerRun
 from retrieval.audio import AudioConfig, AudioLibrary, recording_blob_key
 from retrieval.blobs import BlobInfo, BlobStore, blob_key
 from retrieval.cache import EmbeddingCache
@@ -137,6 +139,11 @@ class Library:
     def search(self, query: Query) -> SearchResult:
         return self.searcher.search(query)
 
+    def answer(self, request: AnswerRequest, generator: Callable[[], Generator]) -> AnswerRun:
+        """A grounded answer (retrieval/answer.py): retrieval runs now; the generator is fetched (a local
+        model loads on first use) only when something relevant was found."""
+        return AnswerRun(self.search, generator, request)
+
     def embed(self, texts: Sequence[str], dimensions: int | None = None, as_query: bool = False) -> np.ndarray:
         """Raw embeddings, as the OpenAI-compatible endpoint serves them."""
         if dimensions is not None and not 1 <= dimensions <= self.encoder.info.dimension:
@@ -253,6 +260,9 @@ class Library:
             self.jobs.close()  # first: a running job uses the stores below
         if self.images is not None:
             self.images.close()
+        close_encoder = getattr(self.encoder, "close", None)  # its queues' workers, an HTTP client's connections
+        if close_encoder is not None:
+            close_encoder()
         close_reranker = getattr(self.reranker, "close", None)  # an HTTP client's connections
         if close_reranker is not None:
             close_reranker()

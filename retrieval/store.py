@@ -14,14 +14,17 @@ type and search parameters, what delete() returns, whether existing collections 
 and when a delete becomes visible to reads.
 
 This module is the MilvusStore: how it talks to Milvus, and its vector space. Its other parts:
-store_items (item rows: writes, reads filtered by the write journal, search, versions),
-store_registry (prism_meta and user collections). Beside them: store_schema (the collections'
+store_items (item rows: writes, reads filtered by the write journal, search), store_versions (the
+version-level operations of the writer and the doctor), store_index (on Milvus Lite, the in-memory
+index that searches and most reads use instead of Lite's own scans), store_registry (prism_meta and
+user collections). Beside them: store_schema (the collections'
 fields, schemas and indexes, Item <-> row), store_errors (StoreUnavailable, StoreMismatch,
 telling an unreachable Milvus from an error) and lite_server (Milvus Lite's in-process servers).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +40,7 @@ from retrieval.store_errors import (
     reason,
     redact,
 )
+from retrieval.store_index import DEFAULT_LITE_INDEX_MAX_ITEMS, IndexedSpace
 from retrieval.store_items import (
     IN_LIST_BATCH,
     MAX_LISTED,
@@ -59,9 +63,12 @@ from retrieval.store_schema import (
     space_index_params,
     space_schema,
 )
+from retrieval.store_versions import VersionRows
 from retrieval.versions import Journal
 
 __all__ = ["IN_LIST_BATCH", "MAX_LISTED", "MAX_TOP_K", "MilvusStore", "StoreMismatch", "StoreUnavailable"]
+
+log = logging.getLogger("prism")
 
 MAX_DIMENSION = 32768  # Milvus' limit for FLOAT_VECTOR
 # Loading a large collection into memory (Lite on open, a server after a restart) can take
@@ -69,13 +76,14 @@ MAX_DIMENSION = 32768  # Milvus' limit for FLOAT_VECTOR
 LOAD_TIMEOUT_SECONDS = 600.0
 
 
-class MilvusStore(CollectionRegistry, ItemRows):
+class MilvusStore(CollectionRegistry, ItemRows, VersionRows, IndexedSpace):
     """Items of one vector space in Milvus, plus the registry of user collections.
 
     `uri` is a file path ending in ".db" for Milvus Lite (its parent directory is created), or
     http(s):// / tcp:// for a Milvus server (a path such as http://host:19530/mydb selects a
     database). `timeout` bounds each call, retries included, so a dead server is reported as
-    StoreUnavailable instead of hanging on pymilvus' retry loop.
+    StoreUnavailable instead of hanging on pymilvus' retry loop. `lite_index_max_items`: on Milvus
+    Lite, the most rows the space's in-memory index holds (retrieval/store_index.py); 0 turns it off.
     """
 
     def __init__(
@@ -85,6 +93,7 @@ class MilvusStore(CollectionRegistry, ItemRows):
         space: str = "text",
         *,
         timeout: float = 30.0,
+        lite_index_max_items: int = DEFAULT_LITE_INDEX_MAX_ITEMS,
     ) -> None:
         if not SPACE_NAME_PATTERN.fullmatch(space):
             raise ValueError(
@@ -107,6 +116,7 @@ class MilvusStore(CollectionRegistry, ItemRows):
         # Which rows readers may see while writes are in progress (retrieval/versions.py); until a
         # journal is attached every row is visible.
         self._journal: Journal | None = None
+        self._index_max_items = lite_index_max_items
         self._client = self._connect(token)
         try:
             self._ensure_registry()
@@ -190,6 +200,10 @@ class MilvusStore(CollectionRegistry, ItemRows):
         self._call("has_collection", META_COLLECTION)
 
     def close(self) -> None:
+        try:
+            self._release_index()  # flushes what waits
+        except Exception as error:  # noqa: BLE001 - the rows are in Lite's write-ahead log
+            log.warning("could not flush Milvus Lite before closing: %s", error)
         with self._lock:
             client, self._client = self._client, None
         if client is None:
@@ -236,8 +250,9 @@ class MilvusStore(CollectionRegistry, ItemRows):
                 self._space_loaded = True
             if recorded is None:
                 self._meta_put(space_key, {"model": model, "dimension": dimension})
-            self._load_space()
             self._dimension = dimension
+            self._load_space()
+            self._attach_index(dimension)
 
     def _check_same_model(
         self, stored_model: str | None, stored_dimension: int, model: str, dimension: int
@@ -293,18 +308,25 @@ class MilvusStore(CollectionRegistry, ItemRows):
         if not self._space_loaded:
             self._load(self._space_collection)
             self._space_loaded = True
+            self._attach_index(self._dimension or self._stored_dimension())
 
     def _load(self, collection: str) -> None:
         # Milvus Lite opens existing collections released (queries fail until loaded); a
         # server keeps them loaded, and loading a loaded collection is a no-op.
         self._call("load_collection", collection, timeout=max(self._timeout, LOAD_TIMEOUT_SECONDS))
 
-    def _seal_lite_writes(self, collection: str) -> None:
-        """On Milvus Lite, flush after every write. Lite searches unflushed rows by brute force
-        in Python: measured at 10k rows, 370 ms per search unflushed against 16-23 ms flushed,
-        while a flush costs about 0.15 ms per new row (5-40 ms for a typical request). A Milvus
-        server seals segments by itself and rate-limits flushes, so it is left alone."""
-        if self._kind == "milvus-lite":
+    def _seal_lite_writes(self, collection: str, rows: int = 1) -> None:
+        """On Milvus Lite, flush after writes. Lite searches unflushed rows by brute force in Python:
+        measured at 10k rows, 370 ms per search unflushed against 16-23 ms flushed, while a flush
+        costs about 20 ms and 0.15 ms per new row. With the space's in-memory index, which searches
+        instead, a flush waits for more rows or a moment (retrieval/lite_flush.py); without it, every
+        write flushes. A Milvus server seals segments by itself and rate-limits flushes, so it is left
+        alone."""
+        if self._kind != "milvus-lite":
+            return
+        if collection == self._space_collection and self._flusher is not None and self._live_index() is not None:
+            self._flusher.wrote(rows)
+        else:
             self._call("flush", collection)
 
     def _delete(self, collection: str, filter_expr: str) -> None:

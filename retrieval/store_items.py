@@ -1,24 +1,27 @@
-"""The rows of a vector space: items written, read as the write journal allows, searched, and the
-version-level operations the writer and the doctor use. A part of MilvusStore (retrieval/store.py),
-which provides the connection (`_call`, `_query`, `_delete`, `_lock`) and the space."""
+"""The rows of a vector space: items written, read as the write journal allows, and searched. A part of
+MilvusStore (retrieval/store.py), which provides the connection (`_call`, `_query`, `_delete`, `_lock`)
+and the space. On Milvus Lite, searches and the reads by field go to the space's in-memory index
+(retrieval/store_index.py) when it is on: Lite would scan the collection in Python for each of them;
+the items' other fields are then fetched from Lite by primary key."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from retrieval.filters import string_in, string_literal
+from retrieval.lite_index import LiteIndex, Unsupported
+from retrieval.lite_match import RowMatch, hidden_by
 from retrieval.store_schema import (
     ITEM_FIELDS,
-    KEY_FIELDS,
     READ_CONSISTENCY,
     item_from_row,
     search_params,
     upsert_batches,
 )
 from retrieval.types import Hit, Item
-from retrieval.versions import Journal, Snapshot, Txn
+from retrieval.versions import Journal, Snapshot
 
 MAX_TOP_K = 16384  # Milvus' limit for a search's limit
 IN_LIST_BATCH = 500  # values per `field in [...]` expression
@@ -26,6 +29,8 @@ MAX_LISTED = 16384  # Milvus' limit for a query's limit: the most items a listin
 SCAN_BATCH = 4096  # rows per page when scanning a whole space (the doctor)
 # Primary key of the marker row that a delete on a server is followed by (MilvusStore._delete).
 SESSION_CLOCK_ID = "prism:session-clock"
+
+FETCH_ATTEMPTS = 3  # with the in-memory index: reads again after finding a row gone (a delete in flight)
 
 T = TypeVar("T")
 
@@ -37,7 +42,8 @@ def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 class ItemRows:
     """Item rows of one space. Expects from MilvusStore: _call, _query, _delete, _seal_lite_writes,
-    _space_exists, _space_collection, _dimension, _kind, _lock."""
+    _space_exists, _space_collection, _dimension, _kind, _lock, and from IndexedSpace: _live_index,
+    _upsert_batch, _delete_matching, _fetch, _drop_gone."""
 
     _lock: threading.RLock
     _space_collection: str
@@ -58,17 +64,21 @@ class ItemRows:
         return upsert_batches(items, self._dimension)
 
     def upsert_rows(self, batches: list[list[dict[str, Any]]]) -> None:
-        if not batches:
-            return
-        with self._lock:
-            for batch in batches:
-                self._call("upsert", self._space_collection, batch)
-            self._seal_lite_writes(self._space_collection)
+        """Write the batches, taking the store's lock per batch (a reader may go between two: the rows
+        of a write in progress are hidden from readers anyway)."""
+        for batch in batches:
+            self._upsert_batch(batch)
+        if batches:
+            self._seal_lite_writes(self._space_collection, sum(len(batch) for batch in batches))
 
     def has_rows(self, collection: str) -> bool:
         """Whether any row of any version belongs to the collection."""
-        return self._space_exists() and bool(self._query(self._space_collection, _collection_is(collection), ["row_id"], limit=1))
-
+        if not self._space_exists():
+            return False
+        index = self._live_index()
+        if index is not None:
+            return index.count(RowMatch(collection)) > 0
+        return bool(self._query(self._space_collection, _collection_is(collection), ["row_id"], limit=1))
 
     def use_journal(self, journal: Journal) -> None:
         """Hide from readers what the journal's writes in progress must hide (retrieval/versions.py)."""
@@ -85,12 +95,11 @@ class ItemRows:
     def newest(self, collection: str, modalities: Sequence[str], limit: int) -> list[tuple[int, str]]:
         """(created_at, id) of the `limit` newest items of these modalities in a collection, newest
         first. Milvus queries have no ORDER BY: the keys of at most MAX_LISTED items are read and
-        sorted here, which is cheap (a few scalar fields) and exact for collections up to that size."""
+        sorted here, which is cheap (a few scalar fields) and exact for collections up to that size
+        (for any size with the in-memory index)."""
         if not self._space_exists():
             return []
-        expression = f"{_collection_is(collection)} and {string_in('modality', list(modalities))}"
-        fields = ["id", "created_at", "collection", "doc_id", "version"]
-        rows = [_KeyRow(row) for row in self._query(self._space_collection, expression, fields, limit=MAX_LISTED)]
+        rows = self._key_rows(RowMatch(collection, tuple(modalities)), limit=MAX_LISTED)
         keys = sorted(((row.created_at, row.id) for row in self.snapshot().visible(rows)), key=lambda key: (-key[0], key[1]))
         return keys[:limit]
 
@@ -98,14 +107,27 @@ class ItemRows:
         """Visible items by id (without vectors), in the order of `ids`; missing ids are left out."""
         if not ids or not self._space_exists():
             return []
-        rows: list[Item] = []
-        for batch in _chunks(list(dict.fromkeys(ids)), IN_LIST_BATCH):
-            rows += [item_from_row(row) for row in self._query(self._space_collection, string_in("id", batch), ITEM_FIELDS)]
-        found: dict[str, Item] = {}
-        for item in self.snapshot().visible(rows):
-            if item.id not in found or item.version > found[item.id].version:
-                found[item.id] = item
+        wanted = list(dict.fromkeys(ids))
+        index = self._live_index()
+        if index is not None:
+            found = self._get_indexed(index, wanted)
+        else:
+            rows: list[Item] = []
+            for batch in _chunks(wanted, IN_LIST_BATCH):
+                rows += [item_from_row(row) for row in self._query(self._space_collection, string_in("id", batch), ITEM_FIELDS)]
+            found = _newest_by_id(self.snapshot().visible(rows))
         return [found[item_id] for item_id in ids if item_id in found]
+
+    def _get_indexed(self, index: LiteIndex, ids: list[str]) -> dict[str, Item]:
+        """The visible version of each id, chosen in the index and fetched by primary key."""
+        for attempt in range(FETCH_ATTEMPTS):
+            chosen = _newest_by_id(self.snapshot().visible(index.rows(RowMatch(field_in=("id", tuple(ids))))))
+            items = self._fetch([row.row_id for row in chosen.values()])
+            gone = [row.row_id for row in chosen.values() if row.row_id not in items]
+            if not gone or attempt == FETCH_ATTEMPTS - 1:
+                return {item_id: items[row.row_id] for item_id, row in chosen.items() if row.row_id in items}
+            self._drop_gone(index, gone)
+        return {}
 
     def existing_ids(self, ids: Sequence[str]) -> list[str]:
         """Which of `ids` are stored."""
@@ -129,18 +151,16 @@ class ItemRows:
 
     def delete_documents(self, collection: str, doc_ids: Sequence[str], keep_ids: Sequence[str] = ()) -> int:
         """Delete the items of several documents except `keep_ids`, with one query per batch of
-        documents rather than one per document (each query scans the collection on Lite).
-        Re-ingestion upserts the new chunks first and then calls this, so a document is never
-        missing. Returns the count."""
+        documents rather than one per document (each query scans the collection on Lite without the
+        in-memory index). Returns the count."""
         keep = set(keep_ids)
         with self._lock:
             if not self._space_exists():
                 return 0
             stale: list[str] = []
             for batch in _chunks(list(dict.fromkeys(doc_ids)), IN_LIST_BATCH):
-                expression = f"{_collection_is(collection)} and {string_in('doc_id', batch)}"
-                rows = self._query(self._space_collection, expression, ["id"])
-                stale.extend(dict.fromkeys(row["id"] for row in rows if row["id"] not in keep))
+                rows = self._key_rows(RowMatch(collection, field_in=("doc_id", tuple(batch))))
+                stale.extend(dict.fromkeys(row.id for row in rows if row.id not in keep))
             self._delete_ids(stale)
         return len(stale)
 
@@ -148,23 +168,21 @@ class ItemRows:
         """The distinct document ids of one modality in a collection (e.g. its recordings)."""
         if not self._space_exists():
             return []
-        expression = f"{_collection_is(collection)} and modality == {string_literal(modality)}"
-        rows = self._query(self._space_collection, expression, ["doc_id"])
-        return list(dict.fromkeys(row["doc_id"] for row in rows))
+        return list(dict.fromkeys(row.doc_id for row in self._key_rows(RowMatch(collection, (modality,)))))
 
     def document_modalities(self, collection: str, doc_id: str) -> dict[str, str]:
         """item id -> modality for every visible item of a document."""
         if not self._space_exists():
             return {}
-        rows = self._query(self._space_collection, _document_is(collection, doc_id), ["modality", *KEY_FIELDS[1:]])
-        return {row.id: row.modality for row in self.snapshot().visible([_KeyRow(row) for row in rows])}
+        rows = self._key_rows(RowMatch(collection, field_in=("doc_id", (doc_id,))))
+        return {row.id: row.modality for row in self.snapshot().visible(rows)}
 
     def document_hashes(self, collection: str, doc_id: str) -> dict[str, str]:
-        """item id -> content hash for every item of a document."""
+        """item id -> content hash for every visible item of a document."""
         if not self._space_exists():
             return {}
-        rows = self._query(self._space_collection, _document_is(collection, doc_id), ["content_hash", *KEY_FIELDS[1:]])
-        return {row.id: row.content_hash for row in self.snapshot().visible([_KeyRow(row) for row in rows])}
+        rows = self._key_rows(RowMatch(collection, field_in=("doc_id", (doc_id,))))
+        return {row.id: row.content_hash for row in self.snapshot().visible(rows)}
 
     def vectors_by_hash(self, hashes: Sequence[str], collection: str | None = None) -> dict[str, list[float]]:
         """Stored vectors of identical content (same hash), so that re-ingested or duplicated text is
@@ -174,11 +192,13 @@ class ItemRows:
         found: dict[str, list[float]] = {}
         if not wanted or not self._space_exists():
             return found
+        index = self._live_index()
+        if index is not None:
+            vectors = index.vectors_of(RowMatch(collection, field_in=("content_hash", tuple(wanted))), by="content_hash")
+            return {hash_: vector.tolist() for hash_, vector in vectors.items()}
         scope = "" if collection is None else f"{_collection_is(collection)} and "
         for batch in _chunks(wanted, IN_LIST_BATCH):
-            rows = self._query(
-                self._space_collection, scope + string_in("content_hash", batch), ["content_hash", "vector"]
-            )
+            rows = self._query(self._space_collection, scope + string_in("content_hash", batch), ["content_hash", "vector"])
             for row in rows:
                 if row["content_hash"] not in found:
                     found[row["content_hash"]] = [float(x) for x in row["vector"]]
@@ -187,7 +207,7 @@ class ItemRows:
     def search(self, vector: Sequence[float], top_k: int, filter_expr: str) -> list[Hit]:
         """The top_k items nearest to `vector` among those matching `filter_expr` (an
         expression from retrieval.filters.build_filter), best first. Scores are cosine
-        similarities."""
+        similarities. With the in-memory index, exactly the same answer without Milvus' scan."""
         if not 1 <= top_k <= MAX_TOP_K:
             raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
         if self._dimension is not None and len(vector) != self._dimension:
@@ -197,17 +217,38 @@ class ItemRows:
             )
         if not self._space_exists():
             return []
-        # While writes are in progress some rows may be hidden: ask for more, and for all if need be.
+        index = self._live_index()
+        conditions = getattr(filter_expr, "conditions", None)  # a FilterExpression from build_filter
+        if index is not None and conditions is not None:
+            try:
+                return self._search_indexed(index, vector, top_k, conditions)
+            except Unsupported:
+                pass  # a condition only Milvus can evaluate
+        return self._visible_top(lambda limit: self._search(vector, limit, filter_expr), top_k, lambda hit: hit.item, lambda hit: hit.score)
+
+    def _search_indexed(self, index: LiteIndex, vector: Sequence[float], top_k: int, conditions: Any) -> list[Hit]:
+        for attempt in range(FETCH_ATTEMPTS):
+            ranked = self._visible_top(lambda limit: index.search(vector, limit, conditions), top_k, lambda found: found[0], lambda found: found[1])
+            items = self._fetch([row.row_id for row, _ in ranked])
+            gone = [row.row_id for row, _ in ranked if row.row_id not in items]
+            if not gone or attempt == FETCH_ATTEMPTS - 1:
+                return [Hit(item=items[row.row_id], score=score) for row, score in ranked if row.row_id in items]
+            self._drop_gone(index, gone)
+        return []
+
+    def _visible_top(self, ranked: Callable[[int], list[T]], top_k: int, row_of: Callable[[T], Any], score_of: Callable[[T], float]) -> list[T]:
+        """The best top_k of what `ranked(limit)` returns (best first) that readers may see. While writes
+        are in progress some rows may be hidden: ask for more, and for all if need be."""
         limit = top_k if not self.snapshot() else min(MAX_TOP_K, 2 * top_k + 50)
         while True:
-            hits = self._search(vector, limit, filter_expr)
-            visible = {id(item) for item in self.snapshot().visible([hit.item for hit in hits])}
-            kept = [hit for hit in hits if id(hit.item) in visible]
-            if len(kept) >= top_k or len(hits) < limit or limit == MAX_TOP_K:
+            found = ranked(limit)
+            visible = {id(row) for row in self.snapshot().visible([row_of(entry) for entry in found])}
+            kept = [entry for entry in found if id(row_of(entry)) in visible]
+            if len(kept) >= top_k or len(found) < limit or limit == MAX_TOP_K:
                 break
             limit = min(MAX_TOP_K, limit * 4)
         # Milvus returns them best first already; sorting makes it a guarantee of this API.
-        return sorted(kept, key=lambda hit: hit.score, reverse=True)[:top_k]
+        return sorted(kept, key=score_of, reverse=True)[:top_k]
 
     def _search(self, vector: Sequence[float], limit: int, filter_expr: str) -> list[Hit]:
         results = self._call(
@@ -226,102 +267,41 @@ class ItemRows:
             if hit["id"] != SESSION_CLOCK_ID  # only a filter without a collection could reach it
         ]
 
-    # ----------------------------------------------------------------- versions
-
-    def delete_version(self, collection: str, version: int, doc_ids: Sequence[str] | None = None) -> None:
-        """Remove every row one write stored (rolling it back), or only those of `doc_ids`."""
-        with self._lock:
-            if not self._space_exists():
-                return
-            expression = f"{_collection_is(collection)} and version == {int(version)}"
-            if doc_ids is None:
-                self._delete(self._space_collection, expression)
-            for batch in _chunks(list(doc_ids or ()), IN_LIST_BATCH):
-                self._delete(self._space_collection, f"{expression} and {string_in('doc_id', batch)}")
-
-    def newer_versions(self, collection: str, doc_ids: Sequence[str], version: int) -> dict[str, set[int]]:
-        """doc id -> the versions newer than `version` stored for it (another replica's writes)."""
-        found: dict[str, set[int]] = {}
-        if not self._space_exists():
-            return found
-        for batch in _chunks(list(doc_ids), IN_LIST_BATCH):
-            expression = f"{_collection_is(collection)} and version > {int(version)} and {string_in('doc_id', batch)}"
-            for row in self._query(self._space_collection, expression, ["doc_id", "version"]):
-                found.setdefault(row["doc_id"], set()).add(int(row["version"]))
-        return found
-
-    def delete_replaced(self, txn: Txn) -> None:
-        """Remove the rows that the committed write `txn` replaced: older versions of its documents,
-        of its items, or of its whole collection."""
-        with self._lock:
-            if not self._space_exists():
-                return
-            older = f"{_collection_is(txn.collection)} and version < {int(txn.version)}"
-            if txn.whole_collection:
-                self._delete(self._space_collection, older)
-            for field, values in (("doc_id", txn.doc_ids), ("id", txn.item_ids)):
-                for batch in _chunks(list(values), IN_LIST_BATCH):
-                    self._delete(self._space_collection, f"{older} and {string_in(field, batch)}")
-
-    def rows_by_key(self, row_ids: Sequence[str]) -> list[Item]:
-        """Rows by primary key (one version each), with their vectors: for repairs."""
-        if not row_ids or not self._space_exists():
-            return []
-        found: list[Item] = []
-        for batch in _chunks(list(dict.fromkeys(row_ids)), IN_LIST_BATCH):
-            for row in self._query(self._space_collection, string_in("row_id", batch), [*ITEM_FIELDS, "vector"]):
-                item = item_from_row(row)
-                item.vector = [float(x) for x in row["vector"]]
-                found.append(item)
-        return found
-
-    def delete_rows(self, row_ids: Sequence[str]) -> None:
-        """Delete rows by primary key (one version of an item each)."""
-        with self._lock:
-            if self._space_exists():
-                for batch in _chunks(list(row_ids), IN_LIST_BATCH):
-                    self._delete(self._space_collection, string_in("row_id", batch))
-
-    def scan(self, fields: Sequence[str] = KEY_FIELDS, expression: str = 'row_id != ""') -> Iterator[list[dict[str, Any]]]:
-        """Every row matching `expression` (all of them by default), a page at a time, with `fields`.
-        Unfiltered by writes in progress: for the doctor, which sees everything."""
-        if not self._space_exists():
-            return
-        with self._lock:
-            iterator = self._call("query_iterator", self._space_collection, batch_size=SCAN_BATCH, filter=expression, output_fields=list(fields))
-        try:
-            while True:
-                with self._lock:
-                    page = iterator.next()
-                if not page:
-                    return
-                yield [row for row in page if row.get("row_id") != SESSION_CLOCK_ID]
-        finally:
-            iterator.close()
+    def _key_rows(self, match: RowMatch, limit: int | None = None) -> list[Any]:
+        """The key fields of every row `match` selects (all versions), from the index if it is on, else
+        from Milvus (at most `limit` rows)."""
+        index = self._live_index()
+        if index is not None:
+            return index.rows(match)
+        return [_KeyRow(row) for row in self._query(self._space_collection, match.expression(), _KeyRow.__slots__, limit=limit)]
 
     def _existing_ids(self, ids: Sequence[str]) -> list[str]:
         existing: list[str] = []
         for batch in _chunks(ids, IN_LIST_BATCH):
-            rows = self._query(self._space_collection, string_in("id", batch), ["id"])
-            existing.extend(dict.fromkeys(row["id"] for row in rows))
+            existing.extend(dict.fromkeys(row.id for row in self._key_rows(RowMatch(field_in=("id", tuple(batch))))))
         return existing
 
     def _delete_ids(self, ids: Sequence[str]) -> None:
         # Counts come from the queries before the delete: what delete() returns is the ids
         # asked for (Lite: a list; server: {'delete_count': n}), whether they existed or not.
         for batch in _chunks(ids, IN_LIST_BATCH):
-            self._delete(self._space_collection, string_in("id", batch))
+            self._delete_matching(RowMatch(field_in=("id", tuple(batch))))
+
+
+def _newest_by_id(rows: Iterable[Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for row in rows:
+        if row.id not in found or row.version > found[row.id].version:
+            found[row.id] = row
+    return found
+
 
 def _collection_is(name: str) -> str:
     return f"collection == {string_literal(name)}"
 
 
-def _document_is(collection: str, doc_id: str) -> str:
-    return f"{_collection_is(collection)} and doc_id == {string_literal(doc_id)}"
-
-
 class _KeyRow:
-    """The key fields of a row, as versions.Snapshot reads them."""
+    """The key fields of a row, as versions.Snapshot reads them (as lite_index.KeyRow has them)."""
 
     __slots__ = ("id", "collection", "doc_id", "version", "created_at", "content_hash", "modality")
 
@@ -336,17 +316,5 @@ class _KeyRow:
 def _hidden_clause(snapshot: Snapshot, collection: str) -> str:
     """" and not (...)": the rows of `collection` that writes in progress hide, as an expression (for
     counts, which cannot be filtered row by row)."""
-    hidden = []
-    for txn in snapshot.txns:
-        if txn.collection != collection:
-            continue
-        if txn.state != "committed":
-            hidden.append(f"version == {int(txn.version)}")
-            continue
-        if txn.whole_collection:
-            hidden.append(f"version < {int(txn.version)}")
-            continue
-        targets = [string_in(field, values) for field, values in (("doc_id", txn.doc_ids), ("id", txn.item_ids)) if values]
-        if targets:
-            hidden.append(f"(version < {int(txn.version)} and ({' or '.join(targets)}))")
-    return f" and not ({' or '.join(hidden)})" if hidden else ""
+    hidden = hidden_by(snapshot, collection)
+    return f" and not ({' or '.join(f'({match.expression()})' for match in hidden)})" if hidden else ""

@@ -8,7 +8,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from retrieval.filters import string_in, string_literal
+from retrieval.filters import string_literal
+from retrieval.lite_match import RowMatch, hidden_by
 from retrieval.store_items import _collection_is, _hidden_clause
 from retrieval.store_schema import (
     META_COLLECTION,
@@ -19,6 +20,7 @@ from retrieval.store_schema import (
     meta_schema,
 )
 from retrieval.types import CollectionInfo
+from retrieval.versions import Snapshot
 
 
 def _now_ms() -> int:
@@ -42,7 +44,11 @@ class CollectionRegistry:
         )
 
     def _meta_get(self, key: str) -> dict[str, Any] | None:
-        rows = self._query(META_COLLECTION, f"key == {string_literal(key)}", ["value"], limit=1)
+        # On Milvus Lite a point read in this process (store_index._direct_get): every search and
+        # ingest asks whether its collection exists.
+        rows = self._direct_get(META_COLLECTION, [key], ["key", "value"])
+        if rows is None:
+            rows = self._query(META_COLLECTION, f"key == {string_literal(key)}", ["value"], limit=1)
         return dict(rows[0]["value"]) if rows else None
 
     def _meta_put(self, key: str, value: dict[str, Any]) -> None:
@@ -80,7 +86,7 @@ class CollectionRegistry:
             snapshot = self.snapshot()
             for row in rows:
                 name = row["key"].removeprefix("collection:")
-                count = self._count(_collection_is(name) + _hidden_clause(snapshot, name)) if space_exists else 0
+                count = self._count_visible(snapshot, name) if space_exists else 0
                 infos.append(CollectionInfo(name=name, items=count, created_at=row["value"]["created_at"]))
         return sorted(infos, key=lambda info: info.name)
 
@@ -90,9 +96,10 @@ class CollectionRegistry:
         with self._lock:
             deleted = 0
             if self._space_exists():
-                deleted = self._count(_collection_is(name))
+                index = self._live_index()
+                deleted = index.count(RowMatch(name)) if index is not None else self._count(_collection_is(name))
                 if deleted:
-                    self._delete(self._space_collection, _collection_is(name))
+                    self._delete_matching(RowMatch(name))
             self._meta_delete(f"collection:{name}")
         return deleted
 
@@ -105,8 +112,16 @@ class CollectionRegistry:
         """Visible items of these modalities in a collection."""
         if not self._space_exists():
             return 0
-        expression = f"{_collection_is(collection)} and {string_in('modality', list(modalities))}"
-        return self._count(expression + _hidden_clause(self.snapshot(), collection))
+        return self._count_visible(self.snapshot(), collection, tuple(modalities))
+
+    def _count_visible(self, snapshot: Snapshot, collection: str, modalities: tuple[str, ...] | None = None) -> int:
+        """Rows of the collection (of `modalities`) that the writes in progress do not hide: from the
+        in-memory index when it is on (Lite would scan the collection), else counted by Milvus."""
+        index = self._live_index()
+        if index is not None:
+            return index.count(RowMatch(collection, modalities, excluded=hidden_by(snapshot, collection)))
+        expression = RowMatch(collection, modalities).expression()
+        return self._count(expression + _hidden_clause(snapshot, collection))
 
     def _count(self, filter_expr: str) -> int:
         rows = self._query(self._space_collection, filter_expr, ["count(*)"])

@@ -73,3 +73,35 @@ def test_bad_window_settings_are_rejected():
         chunk_text("a b", words, 0, 0)
     with pytest.raises(ValueError):
         chunk_text("a b", words, 4, 4)
+
+
+def test_text_that_needs_no_cleaning_reads_the_same_through_the_fast_path():
+    """clean_text returns NFC text unchanged without its per-character loop: the answer must be what the
+    loop gives, for random mixes of ASCII, accents (composed and not), Hangul jamo, Indic vowel signs,
+    emoji with joiners and invisible characters."""
+    import random
+    import unicodedata
+
+    from retrieval import chunking
+
+    alphabet = list("ab .\n") + ["é", "e\u0301", "\u0301", "\u1100", "\u1161", "\u11a8", "\uac00", "\u0b47", "\u0b3e", "\u0b4b", "👩\u200d💻", "\u200c", "\u200b", "\ufeff", "\u00ad", "Å", "\u212b", "ﬁ"]
+    rng = random.Random(14)
+    fast_path = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+        got = clean_text(text)
+        fast_path += unicodedata.is_normalized("NFC", text) and not chunking.INVISIBLE.intersection(text)
+        cleaned, origin, cluster, start = [], [], "", 0
+        for index, char in enumerate(text + "\0"):  # the loop, as clean_text runs it on other text
+            if char in chunking.INVISIBLE:
+                continue
+            if cluster and not unicodedata.combining(char):
+                composed = unicodedata.normalize("NFC", cluster)
+                cleaned.extend(composed)
+                origin.extend([start] * len(composed))
+                cluster = ""
+            if not cluster:
+                start = index
+            cluster += char
+        assert got == ("".join(cleaned), origin + [len(text)]), repr(text)
+    assert fast_path > 300

@@ -22,7 +22,6 @@ from prism_client import (
 )
 from prism_client import uploads
 from tests.audio_files import speak
-from tests.files import make_pdf
 from tests.fixtures_prism import API_KEY
 from tests.servers import free_port
 from tests.tiny_clip import make_shape_image

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
@@ -27,7 +28,13 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @pytest.fixture(scope="module")
 def fuzz_url(tmp_path_factory, tiny_clip_dir):
-    with prism_server(minilm_settings(tmp_path_factory.mktemp("fuzz"), image_model=f"local-dir:{tiny_clip_dir}")) as url:
+    # Answers from the offline SmolLM2 (the fallback of a model that is not to be had), at most 2 tokens
+    # long, so the fuzzer never waits long on the model (which loads once, on the first answer).
+    answers = dict(answer_model="prism-tests/not-a-cached-model", answer_max_tokens=2)
+    with prism_server(minilm_settings(tmp_path_factory.mktemp("fuzz"), image_model=f"local-dir:{tiny_clip_dir}", **answers)) as url:
+        warm_up = {"query": {"text": "owls"}, "collection": "fuzz-warm-up", "min_score": -1}
+        httpx.post(f"{url}/v1/documents", json={"collection": "fuzz-warm-up", "documents": [{"text": "Owls hunt at night."}]}, timeout=120)
+        assert httpx.post(f"{url}/v1/answer", json=warm_up, timeout=900).status_code == 200  # the model loads here
         yield url
 
 

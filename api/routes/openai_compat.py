@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 
 import numpy as np
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from api.errors import error_responses
+from api.routes.chat import answer_model_ids
 from api.routes.deps import get_library, get_text_limits
 from api.openai_schemas import EmbeddingOut, EmbeddingsIn, EmbeddingsOut, ModelCard, ModelsOut
 from retrieval import InvalidInput, Library, NotFound
@@ -22,9 +23,10 @@ def model_ids(library: Library) -> list[str]:
     return [DEFAULT_MODEL_ID, library.text_model.name]
 
 
-@router.get("/models", response_model=ModelsOut, summary="Models accepted by /v1/embeddings")
-def list_models(library: Library = Depends(get_library)) -> ModelsOut:
-    return ModelsOut(data=[ModelCard(id=model_id) for model_id in model_ids(library)])
+@router.get("/models", response_model=ModelsOut, summary="Models accepted by /v1/embeddings, and the answer models of /v1/chat/completions")
+def list_models(request: Request, library: Library = Depends(get_library)) -> ModelsOut:
+    answer_models = answer_model_ids(library) if request.app.state.generators.enabled else []
+    return ModelsOut(data=[ModelCard(id=model_id) for model_id in model_ids(library) + answer_models])
 
 
 @router.post(

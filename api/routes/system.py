@@ -94,13 +94,16 @@ async def info(request: Request) -> InfoOut:
             error=library.audio_error,
         )
     store = {"kind": library.store.kind if library else "unknown", "uri": state.settings.store_uri}
+    for space in (library.store, library.image_store) if library else ():
+        if space is not None:
+            store[f"search_{space.space}"] = space.index_description()
     return InfoOut(version=request.app.version, ready=library is not None, error=state.error, models=models, store=store, checks=checks, configuration=configuration_view(state.settings))
 
 
 def configuration_view(settings: Settings) -> dict[str, Any]:
     """The effective settings as `prism info` shows them: secrets masked, and URLs without passwords."""
     view = settings.public_view()
-    for name in ("milvus_uri", "openai_base_url", "rerank_url", "store_uri"):
+    for name in ("milvus_uri", "openai_base_url", "rerank_url", "answer_url", "store_uri"):
         if isinstance(view.get(name), str):
             view[name] = masked_url(view[name])
     return view
@@ -124,4 +127,7 @@ def masked_url(url: str) -> str:
 )
 def metrics(request: Request) -> Response:
     library = request.app.state.prism.library
-    return metrics_response([library.images.batcher] if library is not None and library.images is not None else [])
+    if library is None:
+        return metrics_response()
+    batchers = [*getattr(library.encoder, "batchers", []), *(library.images.batchers if library.images is not None else [])]
+    return metrics_response(batchers)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
-ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+ASSETS = {"app.js": "text/javascript; charset=utf-8", "ask.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 
 HEADERS = {
     "Cache-Control": "no-cache",  # revalidate, so an upgraded server serves its own page

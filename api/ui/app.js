@@ -287,8 +287,16 @@
     if (name === "library") loadItems();
   }
 
+  const TABS = ["search", "ask", "library"];
+
   function currentTab() {
-    return $("#tab-library").getAttribute("aria-selected") === "true" ? "library" : "search";
+    const selected = $('[role="tab"][aria-selected="true"]');
+    return selected ? selected.id.replace("tab-", "") : "search";
+  }
+
+  function tabOfHash() {
+    const name = location.hash.replace("#", "");
+    return TABS.includes(name) ? name : "search";
   }
 
   function collection() {
@@ -1028,10 +1036,11 @@
     for (const tab of $$('[role="tab"]')) {
       tab.addEventListener("click", () => selectTab(tab.id.replace("tab-", "")));
       tab.addEventListener("keydown", (event) => {
-        if (event.key === "ArrowRight" || event.key === "ArrowLeft") selectTab(currentTab() === "search" ? "library" : "search", { focus: true });
+        const step = { ArrowRight: 1, ArrowLeft: TABS.length - 1 }[event.key];
+        if (step) selectTab(TABS[(TABS.indexOf(currentTab()) + step) % TABS.length], { focus: true });
       });
     }
-    window.addEventListener("hashchange", () => selectTab(location.hash === "#library" ? "library" : "search"));
+    window.addEventListener("hashchange", () => selectTab(tabOfHash()));
 
     $("#collection").addEventListener("change", collectionChanged);
     $("#collection").addEventListener("input", () => {
@@ -1073,11 +1082,14 @@
       $("#items").replaceChildren();
     });
     $("#viewer-close").addEventListener("click", () => $("#viewer").close());
+    // What the Ask mode (ask.js) shares with the rest of the page.
+    window.PrismUI = { $, el, show, plural, describe, ApiError, errorFrom, parseJson, withKey, authHeaders, apiUrl, collection, formatMs, openViewer, renderAudio, savePrefs, loadPrefs };
+    document.dispatchEvent(new Event("prism-ui-ready"));
     $("#viewer").addEventListener("click", (event) => {
       if (event.target === $("#viewer")) $("#viewer").close(); // a click on the backdrop
     });
 
-    selectTab(location.hash === "#library" ? "library" : "search");
+    selectTab(tabOfHash());
     loadInfo();
     loadCollections();
     $("#query").focus();
