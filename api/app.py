@@ -102,7 +102,7 @@ def document_limits(schema: dict, limits: TextLimits) -> dict:
     models = schema["components"]["schemas"]
     models["DocumentsIn"]["properties"]["documents"]["maxItems"] = limits.max_documents
     models["DocumentIn"]["properties"]["text"]["maxLength"] = limits.max_document_chars
-    text, texts = models["EmbeddingsIn"]["properties"]["input"]["anyOf"]
+    text, texts, *_token_ids = models["EmbeddingsIn"]["properties"]["input"]["anyOf"]
     text["maxLength"] = texts["items"]["maxLength"] = limits.max_document_chars
     upload = schema["paths"]["/v1/documents/upload"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
     models[upload.rsplit("/", 1)[-1]]["properties"]["files"]["maxItems"] = limits.max_documents

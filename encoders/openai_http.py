@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import httpx
 import numpy as np
 
-from encoders.base import EncoderError, EncoderInfo, instructed_query, truncate_dimensions
+from encoders.base import EncoderError, EncoderInfo, instructed_query, trained_for_matryoshka, truncate_dimensions
 from encoders.cancel import check_cancelled
 from encoders.config import TextEncoderConfig
 from encoders.http import call_with_retries, http_client, ping
@@ -57,6 +57,7 @@ class OpenAIEmbeddingsEncoder:
             backend="openai",
             dimension=dimension,
             max_tokens=config.max_length,  # the server's tokenizer is out of reach; trust the config
+            matryoshka=trained_for_matryoshka(config.model),
         )
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:

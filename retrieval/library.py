@@ -146,8 +146,14 @@ class Library:
 
     def embed(self, texts: Sequence[str], dimensions: int | None = None, as_query: bool = False) -> np.ndarray:
         """Raw embeddings, as the OpenAI-compatible endpoint serves them."""
-        if dimensions is not None and not 1 <= dimensions <= self.encoder.info.dimension:
-            raise InvalidInput(f"dimensions must be between 1 and {self.encoder.info.dimension}")
+        info = self.encoder.info
+        if dimensions is not None and not 1 <= dimensions <= info.dimension:
+            raise InvalidInput(f"dimensions must be between 1 and {info.dimension}")
+        if dimensions is not None and dimensions < info.dimension and not info.matryoshka:
+            raise InvalidInput(
+                f"dimensions: {info.name} was not trained for Matryoshka truncation, so the first {dimensions} values of its vectors "
+                f"are not an embedding; leave dimensions out (its vectors have {info.dimension})"
+            )
         vectors = self.encoder.embed_queries(texts) if as_query else self.encoder.embed_documents(texts)
         return truncate_dimensions(vectors, dimensions)
 

@@ -158,8 +158,10 @@ def test_info_doctor_embeddings_and_readiness(prism):
     assert API_KEY not in json.dumps(info)
     assert prism.ready()["status"] == "ready" and prism.health() == {"status": "ok"}
     assert prism.doctor()["problems"] == []
-    embeddings = prism.embed(["owls at night", "bicycles"], input_type="query", dimensions=64)
-    assert [len(e["embedding"]) for e in embeddings["data"]] == [64, 64] and embeddings["model"]
+    embeddings = prism.embed(["owls at night", "bicycles"], input_type="query")
+    assert [len(e["embedding"]) for e in embeddings["data"]] == [384, 384] and embeddings["model"]
+    with pytest.raises(InvalidInputError, match="Matryoshka"):
+        prism.embed("owls", dimensions=64)  # MiniLM was not trained for it
     assert "prism_requests_total" in prism.metrics()
 
 
