@@ -439,6 +439,39 @@ def test_a_rejected_upload_shows_the_servers_reason(server, browser, collection,
     wait(browser, lambda d: visible_text(d, "#search-error").startswith("Rejected:"), "the search error")
 
 
+def test_one_bad_file_among_good_ones_is_named_and_the_good_ones_are_stored(server, browser, collection, tmp_path):
+    """The server refuses the batch for the bad file; the page sends the files again one by one and says
+    per file what was stored and what was refused, with the server's reason."""
+    open_page(browser, server, "#library")
+    use_collection(browser, collection)
+    upload_files(browser, tmp_path, {"a-circle.png": png("red", "circle"), "b-holiday.png": b"a text file, not a picture", "c-square.png": png("blue", "square")})
+    row = uploads_finished(browser, 1)[0]
+    files = {item.get_attribute("data-name"): item for item in row.find_elements(By.CSS_SELECTOR, ".upload-files > li")}
+    assert {name: item.get_attribute("class") for name, item in files.items()} == {"a-circle.png": "stored", "b-holiday.png": "refused", "c-square.png": "stored"}
+    assert files["b-holiday.png"].text.startswith("b-holiday.png: Rejected: b-holiday.png: not an image")
+    assert "partial" in row.get_attribute("class") and "Stored 2 of 3 files" in row.text, row.text
+    assert sorted(item["source"] for item in server.get(f"/v1/collections/{collection}/items").json()["items"]) == ["a-circle.png", "c-square.png"]
+
+
+def test_options_that_cannot_run_are_disabled_with_the_reason(browser, tmp_path):
+    """A server without CLIP and without a reranker: the pictures and rerank options are off and disabled,
+    their tooltip says why, and a text search runs with the rest."""
+    settings = minilm_settings(tmp_path, image_model="", whisper_model="", whisper_fallback_model="", rerank_backend="none")
+    with prism_server(settings) as url, httpx.Client(base_url=url, timeout=60) as client:
+        seed(client, "default")
+        open_page(browser, client)
+        pictures = css(browser, 'input[name="modality"][value="image"]')
+        wait(browser, lambda d: not pictures.is_enabled(), "the pictures option to be disabled")
+        label = pictures.find_element(By.XPATH, "./ancestor::label")
+        assert not pictures.is_selected() and label.get_attribute("title").startswith("Pictures cannot be searched: no CLIP model is loaded")
+        for switch in ("#rerank", "#ask-rerank"):
+            box = css(browser, switch)
+            assert not box.is_enabled() and box.find_element(By.XPATH, "./ancestor::label").get_attribute("title").startswith("No reranker is loaded")
+        search_for(browser, "baking bread")
+        assert results(browser)[0].get_attribute("data-doc-id") == "bread"
+        assert "text->image" not in css(browser, "#skipped").text  # not asked for a route that cannot run
+
+
 def test_with_api_keys_the_page_asks_for_a_key_keeps_it_for_the_session_and_works(browser, tmp_path, tiny_clip_dir):
     """A second server, with PRISM_API_KEYS and without a Whisper model."""
     settings = minilm_settings(tmp_path, api_keys="right-key", image_model=f"local-dir:{tiny_clip_dir}", whisper_model="", whisper_fallback_model="")

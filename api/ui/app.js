@@ -401,9 +401,21 @@
       parts.push(model.available ? `${label}: ${model.name}` : `${label}: unavailable`);
       if (!model.available && missing) notice(`model-${key}`, `${missing}: ${model.error || "no model is loaded"}`, "warning");
     }
-    const rerank = models.rerank;
-    $("#rerank").closest("label").title = rerank && !rerank.available ? `No reranker is loaded: ${rerank.error || ""}` : "";
+    // Options that cannot run are disabled, with the reason as their tooltip.
+    const unavailable = (model, why) => (model && !model.available ? `${why}${model.error ? ` (${model.error})` : ""}` : null);
+    const noReranker = unavailable(models.rerank, "No reranker is loaded");
+    for (const box of [$("#rerank"), $("#ask-rerank")]) disableOption(box, noReranker);
+    disableOption($('input[name="modality"][value="image"]'), unavailable(models.image, "Pictures cannot be searched: no CLIP model is loaded"));
     $("#models").textContent = `${parts.join(" · ")} · Prism ${info.version} ·`;
+  }
+
+  function disableOption(box, reason) {
+    const label = box.closest("label");
+    if (reason) box.checked = false;
+    box.disabled = Boolean(reason);
+    label.classList.toggle("unavailable", Boolean(reason));
+    if (reason) label.title = reason;
+    else label.removeAttribute("title");
   }
 
   // ------------------------------------------------------------------ search
@@ -811,28 +823,64 @@
         message.textContent = kind === "audio" ? "Uploaded; transcribing…" : "Uploaded; processing…";
       }
     };
-    const makeForm = () => {
-      const form = new FormData();
-      form.append("collection", name);
-      for (const entry of entries) form.append("files", entry.file, entry.file.name);
-      if (kind === "images") for (const entry of entries) form.append("caption", entry.caption.trim());
-      return form;
-    };
-    try {
-      let { status, data } = await upload(spec.path, makeForm, progress);
+    const sendEntries = async (some, onProgress) => {
+      let { status, data } = await upload(spec.path, () => formOf(kind, some, name), onProgress);
       if (status === 202) {
         row.dataset.job = data.job_id;
         data = await followJob(data, bar, message);
       }
+      return data;
+    };
+    try {
+      const data = await sendEntries(entries, progress);
       bar.value = 1;
       row.classList.add("done");
       message.textContent = `Done: ${plural(data.ids.length, spec.noun)} stored in “${name}” (${plural(data.chunks, ["item", "items"])}).`;
     } catch (failure) {
+      if (entries.length > 1 && failure instanceof ApiError && REFUSED_FOR_A_FILE.includes(failure.status)) {
+        await uploadOneByOne(entries, name, row, bar, message, sendEntries);
+        return;
+      }
       bar.value = 0;
       row.classList.add("failed");
       message.textContent = "Failed.";
       show(error, describe(failure));
     }
+  }
+
+  function formOf(kind, entries, name) {
+    const form = new FormData();
+    form.append("collection", name);
+    for (const entry of entries) form.append("files", entry.file, entry.file.name);
+    if (kind === "images") for (const entry of entries) form.append("caption", entry.caption.trim());
+    return form;
+  }
+
+  // The server stores a batch whole or not at all. When it refuses one for a file's content (a
+  // picture that is not one, a file too large, a type it does not read), the files are sent again one
+  // by one: the good ones are stored, and each refused one is listed with the server's reason.
+  const REFUSED_FOR_A_FILE = [400, 413, 415];
+
+  async function uploadOneByOne(entries, name, row, bar, message, sendEntries) {
+    const list = el("ul", { class: "upload-files", "aria-live": "polite" });
+    row.append(list);
+    let stored = 0;
+    for (const [index, entry] of entries.entries()) {
+      message.textContent = `A file was refused; sending the files one by one (${index + 1} of ${entries.length})…`;
+      bar.value = index / entries.length;
+      try {
+        await sendEntries([entry], () => {});
+        stored += 1;
+        list.append(el("li", { class: "stored", dataset: { name: entry.file.name } }, `${entry.file.name}: stored`));
+      } catch (failure) {
+        list.append(el("li", { class: "refused", dataset: { name: entry.file.name } }, `${entry.file.name}: ${describe(failure)}`));
+      }
+    }
+    bar.value = 1;
+    row.classList.add("failed");
+    if (stored) row.classList.add("partial");
+    const refused = entries.length - stored;
+    message.textContent = `Stored ${stored} of ${entries.length} files in “${name}”; ${refused} refused (below).`;
   }
 
   // A long recording is a background job: poll it and show its progress until it is done.
