@@ -263,8 +263,10 @@ def test_typing_a_query_shows_ranked_text_results_with_scores_and_timings(server
     assert "platform nine" in top.find_element(By.CSS_SELECTOR, ".passage").text
     assert top.find_element(By.CSS_SELECTOR, ".result-title").text == "Timetable"
     assert top.find_elements(By.CSS_SELECTOR, ".passage mark")  # the query's words are marked
-    score = float(top.get_attribute("data-score"))
-    assert f"score {score:.4f}" in top.find_element(By.CSS_SELECTOR, ".scores").text
+    # One figure, the relevance (here the best cosine); the tooltip says what it is and the fused rank.
+    shown = top.find_element(By.CSS_SELECTOR, ".relevance")
+    assert shown.text == f"relevance {float(top.get_attribute('data-relevance')):.4f}" == top.find_element(By.CSS_SELECTOR, ".scores").text
+    assert "best cosine similarity" in shown.get_attribute("title") and "fused rank 1" in shown.get_attribute("title")
     assert "Total" in css(browser, "#timings").text and "encode.text" in css(browser, "#timings").text
 
     # Scores at or above the threshold are highlighted, the rest greyed; the threshold is remembered.
@@ -291,14 +293,46 @@ def test_typing_a_query_shows_ranked_text_results_with_scores_and_timings(server
     wait(browser, lambda d: "Reranked by" in css(d, "#skipped").text, "reranked results")
     reranked = results(browser, minimum=3)
     for item in reranked:
-        shown = item.find_element(By.CSS_SELECTOR, ".rerank-score").text
-        assert shown == f"rerank {float(item.get_attribute('data-relevance')):.4f}"
+        shown = item.find_element(By.CSS_SELECTOR, ".relevance")
+        assert shown.text == f"relevance {float(item.get_attribute('data-relevance')):.4f}" and "reranked" in shown.get_attribute("title")
     css(browser, "#rerank").click()
 
     # Only the modalities asked for come back.
     css(browser, 'input[name="modality"][value="text"]').click()
     search_for(browser, "owls at night")
     wait(browser, lambda d: css(d, "#search-status").text.startswith("Nothing found"), "no text results")
+
+
+def test_chunks_of_a_document_are_one_result_in_document_order_with_its_source(server, browser, collection):
+    """A long document's chunks found together are one result, its passages in the document's order,
+    with the file it came from; highlighted results are listed before greyed ones at any threshold."""
+    winter = " ".join(["Hedgehogs sleep through the winter in piles of dry leaves."] * 20)
+    filler = " ".join(["The bakery on the corner sells rye bread and buns."] * 20)
+    notes = {"id": "hedgehog-notes", "title": "Hedgehogs", "source": "notes/hedgehogs.md", "text": f"{winter}\n\n{filler}\n\n{winter}"}
+    seed(server, collection, [*DOCUMENTS, notes])
+    chunks = server.get(f"/v1/collections/{collection}/items", params={"limit": 100}).json()["items"]
+    assert len([item for item in chunks if item["doc_id"] == "hedgehog-notes"]) >= 3
+    open_page(browser, server)
+    use_collection(browser, collection)
+    search_for(browser, "where do hedgehogs sleep in winter")
+    found = results(browser, minimum=2)
+    grouped = [item for item in found if item.get_attribute("data-doc-id") == "hedgehog-notes"]
+    assert len(grouped) == 1
+    passages = grouped[0].find_elements(By.CSS_SELECTOR, ".passage")
+    positions = [int(passage.get_attribute("data-position")) for passage in passages]
+    assert len(passages) == int(grouped[0].get_attribute("data-chunks")) >= 2 and positions == sorted(positions)
+    assert grouped[0].find_element(By.CSS_SELECTOR, ".result-title").text == "Hedgehogs"
+    assert grouped[0].find_element(By.CSS_SELECTOR, ".result-source").text == "notes/hedgehogs.md"
+
+    field = css(browser, "#threshold")
+    for value in sorted({float(item.get_attribute("data-relevance")) for item in found}):
+        field.clear()
+        field.send_keys(str(round(value, 4)))
+        kinds = ["relevant" in item.get_attribute("class") for item in all_css(browser, "#results > li")]
+        assert kinds == sorted(kinds, reverse=True), kinds  # no greyed result above a highlighted one
+        ranks = [int(item.get_attribute("data-rank")) for item in all_css(browser, "#results > li")]
+        split = kinds.count(True)
+        assert ranks[:split] == sorted(ranks[:split]) and ranks[split:] == sorted(ranks[split:])  # each group in the fused order
 
 
 def test_lines_added_in_the_library_are_found_and_can_be_deleted(server, browser, collection):
