@@ -23,8 +23,8 @@ class EmbeddingsIn(Checked):  # not Strict: OpenAI clients may send fields Prism
         | Annotated[list[TokenIds], Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
     ) = Field(
         description="Text, a list of texts, token ids, or a list of token-id lists, as in OpenAI's API: at most 2048 inputs, each text at most "
-        "PRISM_MAX_DOCUMENT_CHARS characters (413 above). Token ids are read in the served model's vocabulary (in-process backends "
-        "only; 400 with an embeddings server). An input longer than the model reads is refused (400) unless `truncate` is true.",
+        "PRISM_MAX_DOCUMENT_CHARS characters (413 above). Token ids are read in the served model's vocabulary (decoded in-process, or "
+        "passed to the embeddings server as they are). An input longer than the model reads is refused (400) unless `truncate` is true.",
     )
     model: str = Field("default", max_length=512, description="A model id from GET /v1/models; `default` always works.")
     dimensions: int | None = Field(

@@ -68,6 +68,11 @@ class OpenAIEmbeddingsEncoder:
             texts = [instructed_query(self.config.query_task, text) for text in texts]
         return self._embed(list(texts))
 
+    def embed_token_ids(self, id_lists: Sequence[Sequence[int]]) -> np.ndarray:
+        """Token ids as they are, for the server to read in its own model's vocabulary (OpenAI's API allows
+        them; a server that does not read them answers an error, raised as EncoderError naming it)."""
+        return self._embed([list(ids) for ids in id_lists])  # type: ignore[list-item]
+
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         check_cancelled()  # called per document while chunking: a cancelled ingest stops there too
         return regex_token_spans(text)

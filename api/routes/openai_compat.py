@@ -12,7 +12,7 @@ from api.routes.chat import answer_model_ids
 from api.routes.deps import get_library, get_text_limits
 from api.openai_schemas import EmbeddingOut, EmbeddingsIn, EmbeddingsOut, ModelCard, ModelsOut
 from retrieval import Library, NotFound
-from retrieval.embedding_inputs import decode_inputs, fit_inputs
+from retrieval.embedding_inputs import embed_inputs
 from retrieval.validation import TextLimits
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -48,12 +48,11 @@ def create_embeddings(
     single = isinstance(body.input, str) or (bool(body.input) and isinstance(body.input[0], int))
     inputs = [body.input] if single else list(body.input)
     labels = ["input"] if single else [f"input[{index}]" for index in range(len(inputs))]
-    texts = inputs if isinstance(inputs[0], str) else decode_inputs(library.encoder, inputs, labels)
-    limits.check_texts(list(zip(labels, texts)))
-    fitted = fit_inputs(library.encoder, texts, labels, truncate=body.truncate)
-    vectors = library.embed(fitted.texts, dimensions=body.dimensions, as_query=body.input_type == "query")
+    vectors, tokens = embed_inputs(
+        library, inputs, labels, truncate=body.truncate, dimensions=body.dimensions, as_query=body.input_type == "query", check_texts=limits.check_texts
+    )
     data = [EmbeddingOut(index=i, embedding=encode(vector, body.encoding_format)) for i, vector in enumerate(vectors)]
-    return EmbeddingsOut(data=data, model=library.text_model.name, usage={"prompt_tokens": fitted.tokens, "total_tokens": fitted.tokens})
+    return EmbeddingsOut(data=data, model=library.text_model.name, usage={"prompt_tokens": tokens, "total_tokens": tokens})
 
 
 def encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
