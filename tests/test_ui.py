@@ -161,9 +161,22 @@ def use_collection(driver, name: str) -> None:
 
 
 def search_for(driver, text: str) -> None:
+    """Search, and return once the results of an earlier search are gone (replaced, or an error shown),
+    so that what the caller reads next belongs to this search."""
+    earlier = all_css(driver, "#results > li")
     query = css(driver, "#query")
     query.clear()
     query.send_keys(text, Keys.ENTER)
+    if earlier:
+        wait(driver, lambda d: is_stale(earlier[0]) or visible_text(d, "#search-error"), "the earlier results to be replaced")
+
+
+def is_stale(element) -> bool:
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    return False
 
 
 def results(driver, minimum: int = 1):

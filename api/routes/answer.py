@@ -44,16 +44,23 @@ def get_generators(request: Request) -> LazyGenerator:
     return generators
 
 
-def streamed_responses(model: type[BaseModel], description: str) -> dict[int | str, dict]:
-    """The 200 of a route that answers JSON, or server-sent events when asked to stream."""
-    return {200: {"model": model, "content": {SSE: {"schema": {"type": "string"}}}, "description": description}}
+def streamed_responses(model: type[BaseModel], description: str, events: tuple[str, ...] = ("message",)) -> dict[int | str, dict]:
+    """The 200 of a route that answers JSON, or server-sent events when asked to stream. The event
+    stream's schema is that of one event (OpenAPI 3.1 has no itemSchema yet; tools such as
+    schemathesis read `schema` so): its name among `events` and its data, a JSON text."""
+    event = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"event": {"type": "string", "enum": list(events)}, "data": {"type": "string", "description": "JSON"}, "id": {"type": "string"}, "retry": {"type": "integer"}},
+    }
+    return {200: {"model": model, "content": {SSE: {"schema": event}}, "description": description}}
 
 
 @router.post(
     "/answer",
     response_model=AnswerOut,
     summary="Answer a question from a collection, citing the sources",
-    responses={**streamed_responses(AnswerOut, "The answer (JSON), or with `stream: true` server-sent events."), **error_responses(400, 404, 413, 502)},
+    responses={**streamed_responses(AnswerOut, "The answer (JSON), or with `stream: true` server-sent events: `token` pieces, then `answer` (or `error`).", events=("token", "answer", "error")), **error_responses(400, 404, 413, 502)},
 )
 def answer(body: AnswerIn, request: Request, library: Library = Depends(get_library), generators: LazyGenerator = Depends(get_generators)):
     """Retrieves the sources closest to the question (every modality unless `modalities` says

@@ -95,7 +95,7 @@ async def info(request: Request) -> InfoOut:
         )
     store = {"kind": library.store.kind if library else "unknown", "uri": state.settings.store_uri}
     for space in (library.store, library.image_store) if library else ():
-        if space is not None:
+        if space is not None and space.kind == "milvus-lite":  # a server searches its own HNSW index
             store[f"search_{space.space}"] = space.index_description()
     return InfoOut(version=request.app.version, ready=library is not None, error=state.error, models=models, store=store, checks=checks, configuration=configuration_view(state.settings))
 
