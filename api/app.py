@@ -7,12 +7,14 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api.auth import ApiKeyAuth
 from api.cancellation import CancelOnDisconnect
 from api.errors import document_errors, error_responses, install_error_handlers
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics
+from api.openapi_uploads import binary_uploads
 from api.routes import answer, audio, chat, doctor, documents, images, items, openai_compat, search, system, ui
 from api.settings import Settings
 from api.state import AppState
@@ -48,7 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.generators.close()
         app.state.prism.close()
 
-    app = FastAPI(title="Prism", version=package_version(), description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc with Swagger UI's and ReDoc's files from the fastapi-offline package: no CDN.
+    app = FastAPIOffline(title="Prism", version=package_version(), description=DESCRIPTION, lifespan=lifespan)
     app.state.prism = AppState(settings)
     app.state.api_keys = settings.api_key_list
     app.state.generators = LazyGenerator(settings.generator_config())  # the answer model, loaded on the first answer
@@ -88,7 +91,7 @@ def publish_truth(app: FastAPI, limits: TextLimits) -> None:
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = document_limits(document_errors(generate()), limits)
+            app.openapi_schema = binary_uploads(document_limits(document_errors(generate()), limits))
         return app.openapi_schema
 
     app.openapi = openapi
@@ -99,7 +102,7 @@ def document_limits(schema: dict, limits: TextLimits) -> dict:
     models = schema["components"]["schemas"]
     models["DocumentsIn"]["properties"]["documents"]["maxItems"] = limits.max_documents
     models["DocumentIn"]["properties"]["text"]["maxLength"] = limits.max_document_chars
-    text, texts = models["EmbeddingsIn"]["properties"]["input"]["anyOf"]
+    text, texts, *_token_ids = models["EmbeddingsIn"]["properties"]["input"]["anyOf"]
     text["maxLength"] = texts["items"]["maxLength"] = limits.max_document_chars
     upload = schema["paths"]["/v1/documents/upload"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
     models[upload.rsplit("/", 1)[-1]]["properties"]["files"]["maxItems"] = limits.max_documents

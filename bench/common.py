@@ -1,5 +1,6 @@
 """Shared pieces of the benchmarks: a synthetic corpus, a real server (and a Milvus server) in a subprocess,
-synthetic vectors stored directly, test pictures and a random-weight CLIP, memory, percentiles."""
+synthetic vectors stored directly, test pictures and a random-weight CLIP, memory, percentiles. The benches
+talk to the server through prism_client, as the CLI and applications do."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
+
+from prism_client import PrismClient, PrismConnectionError  # noqa: E402
 
 WORDS = (
     "river mountain engine protein galaxy market violin harbor glacier algorithm orchard volcano "
@@ -62,10 +65,18 @@ def free_port() -> int:
 TEXT_ONLY = {"PRISM_WHISPER_MODEL": "", "PRISM_WHISPER_FALLBACK_MODEL": "", "PRISM_IMAGE_MODEL": "", "PRISM_RERANK_BACKEND": "none"}
 
 
-class ServerClient(httpx.Client):
-    """An httpx client for a running `prism serve`, knowing the server's process id (for its memory)."""
+class ServerClient(PrismClient):
+    """A PrismClient for a running `prism serve`, knowing the server's process id (for its memory).
+    get() and post() send a request as it is and return the httpx.Response, for the benches that time
+    one route's exact request (the client's methods cover the rest)."""
 
     pid: int = 0
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return self.http.get(path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        return self.http.post(path, **kwargs)
 
 
 @contextmanager
@@ -77,16 +88,16 @@ def running_server(extra_env: dict[str, str] | None = None, data_dir: str | Path
     with tempfile.TemporaryDirectory(prefix="prism-bench-") as fresh_dir:
         env = {**model_env(), "PRISM_DATA_DIR": str(data_dir or fresh_dir), "PRISM_PORT": str(port), **(extra_env or {})}
         server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], cwd=ROOT, env=env)
-        client = ServerClient(base_url=f"http://127.0.0.1:{port}", timeout=600)
+        client = ServerClient(f"http://127.0.0.1:{port}", api_key="", timeout=600)
         client.pid = server.pid
         try:
             deadline = time.monotonic() + 900  # loading a large Lite collection takes minutes
             while True:
                 try:
-                    if client.get("/readyz").status_code == 200:
+                    if client.ready()["status"] == "ready":
                         break
-                except httpx.TransportError:
-                    pass
+                except PrismConnectionError:
+                    pass  # not listening yet
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the Prism server did not become ready")
                 time.sleep(0.2)
@@ -120,10 +131,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def ingest_documents(client, documents: list[dict], collection: str = "bench", batch: int = 256) -> None:
+def ingest_documents(client: PrismClient, documents: list[dict], collection: str = "bench", batch: int = 256) -> None:
     """Documents into a collection over the API, `batch` per request."""
     for start in range(0, len(documents), batch):
-        client.post("/v1/documents", json={"collection": collection, "documents": documents[start : start + batch]}).raise_for_status()
+        client.add_documents(documents[start : start + batch], collection=collection)
 
 
 # ------------------------------------------------------------------ a Milvus server
@@ -263,10 +274,10 @@ def photos(count: int, seed: int = 0) -> list[bytes]:
     return out
 
 
-def batcher_counts(client: httpx.Client, batcher: str = "image-encoder") -> tuple[float, float]:
+def batcher_counts(client: PrismClient, batcher: str = "image-encoder") -> tuple[float, float]:
     """(batches, items) a micro-batcher has run so far, from /metrics."""
     values = {}
-    for line in client.get("/metrics").text.splitlines():
+    for line in client.metrics().splitlines():
         for name in ("prism_batcher_batches_total", "prism_batcher_items_total"):
             if line.startswith(name + f'{{batcher="{batcher}"}}'):
                 values[name] = float(line.split()[-1])
@@ -313,7 +324,7 @@ def numpy_floor(vectors, seed: int, top_k: int = 10):
     return one
 
 
-def query_latency(client, queries: int, seed: int, floor=None) -> dict:
+def query_latency(client: PrismClient, queries: int, seed: int, floor=None) -> dict:
     """p50/p95/p99 per stage (and each search's p50) over `queries` distinct text queries to the
     collection "bench", after 5 warm-up queries; with `floor` (numpy_floor), also its p50/p95/p99, one
     sample after each query."""
@@ -323,12 +334,11 @@ def query_latency(client, queries: int, seed: int, floor=None) -> dict:
     for index in range(queries + 5):
         text = f"{rng.choice(WORDS)} and {rng.choice(WORDS)} near a {rng.choice(WORDS)} ({seed}.{index})"  # distinct: no cache hits
         started = time.perf_counter()
-        response = client.post("/v1/search", json={"query": {"text": text}, "collection": "bench", "top_k": 10})
-        wall = (time.perf_counter() - started) * 1000
-        response.raise_for_status()
+        body = client.search(text, collection="bench", top_k=10)
+        wall = (time.perf_counter() - started) * 1000  # the client's whole call, its JSON decoding included
         if index < 5:
             continue  # warm-up
-        timings = response.json()["timings_ms"]
+        timings = body["timings_ms"]
         for stage in ("encode", "search"):
             samples[stage].append(sum(ms for name, ms in timings.items() if name.startswith(stage + ".")))
         for name, ms in timings.items():

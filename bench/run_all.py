@@ -27,6 +27,7 @@ SCRIPTS = {
     "scale": (["--sizes", "10000,100000", "--stores", "lite,server", "--queries", "300"], ["--sizes", "10000", "--stores", "lite,server", "--queries", "50"]),
     "concurrency": ([], ["--text-queries", "64", "--image-queries", "32", "--ingest-docs", "50"]),
     "embeddings": ([], ["--requests", "24"]),
+    "cli_ingest": (["--files", "200"], ["--files", "40"]),
     "memory": (["--items", "100000"], ["--items", "20000"]),
     "peak_memory": (["--document-kb", "1,100,1000", "--recording-minutes", "10"], ["--document-kb", "1,100", "--recording-minutes", "1"]),
 }

@@ -6,7 +6,7 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -33,6 +33,8 @@ class EncoderInfo:
     max_tokens: int  # longest input the model sees; chunking stays below it
     requested: str | None = None  # the model asked for, when a fallback replaced it
     fallback_reason: str | None = None  # why the fallback was used; None when it was not
+    special_tokens: int = 0  # tokens the model adds to every input ([CLS] and [SEP], <|endoftext|>); max_tokens counts them
+    matryoshka: bool = False  # trained so that the first values of a vector are an embedding too (see truncate_dimensions)
 
 
 class TextEncoder(Protocol):
@@ -51,6 +53,27 @@ class TextEncoder(Protocol):
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         """Character (start, end) of every token the model would see, without special tokens."""
         ...
+
+    # In-process backends also have decode_tokens(ids) -> str: the text of token ids in the model's own
+    # vocabulary (POST /v1/embeddings takes token ids, as OpenAI's API does); a remote one has not.
+
+
+# Model families trained with a Matryoshka loss (a prefix of a vector is an embedding of its own), by a
+# part of their names. Others (MiniLM, e5, BGE) lose meaning when cut: a request for fewer dimensions is refused.
+MATRYOSHKA_FAMILIES = ("qwen3-embedding", "matryoshka", "text-embedding-3", "nomic-embed-text-v1.5", "mxbai-embed", "jina-embeddings-v3")
+
+
+def trained_for_matryoshka(model: str) -> bool:
+    return any(family in model.lower() for family in MATRYOSHKA_FAMILIES)
+
+
+def decode_token_ids(tokenizer: Any, ids: Sequence[int]) -> str:
+    """The text of token ids in a Hugging Face tokenizer's vocabulary; ValueError naming an id outside it."""
+    size = len(tokenizer)
+    outside = next((token for token in ids if not 0 <= token < size), None)
+    if outside is not None:
+        raise ValueError(f"token id {outside} is not in the model's vocabulary (0 to {size - 1})")
+    return tokenizer.decode(list(ids), skip_special_tokens=True)
 
 
 def instructed_query(task: str, query: str) -> str:

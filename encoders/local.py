@@ -21,7 +21,7 @@ ensure_torchvision_importable()
 
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
-from encoders.base import EncoderInfo, instructed_query, resolve_device, truncate_dimensions
+from encoders.base import EncoderInfo, decode_token_ids, instructed_query, resolve_device, truncate_dimensions
 from encoders.cancel import check_cancelled
 from encoders.config import TextEncoderConfig
 from encoders.hub import resolve_model_dir
@@ -98,6 +98,8 @@ class LocalQwen3Encoder:
             backend="local",
             dimension=config.dimensions or hidden_size,
             max_tokens=self.max_tokens,
+            special_tokens=self.tokenizer.num_special_tokens_to_add(),
+            matryoshka=True,  # the Qwen3-Embedding family, trained for it
         )
         self._lock = threading.Lock()
         self._spans_tokenizer = copy.deepcopy(self.tokenizer)
@@ -121,6 +123,10 @@ class LocalQwen3Encoder:
         with self._spans_lock:
             encoding = self._spans_tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return [(start, end) for start, end in encoding["offset_mapping"]]
+
+    def decode_tokens(self, ids: Sequence[int]) -> str:
+        with self._spans_lock:
+            return decode_token_ids(self._spans_tokenizer, ids)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import httpx
 import numpy as np
 
-from encoders.base import EncoderError, EncoderInfo, instructed_query, truncate_dimensions
+from encoders.base import EncoderError, EncoderInfo, instructed_query, trained_for_matryoshka, truncate_dimensions
 from encoders.cancel import check_cancelled
 from encoders.config import TextEncoderConfig
 from encoders.http import call_with_retries, http_client, ping
@@ -57,6 +57,7 @@ class OpenAIEmbeddingsEncoder:
             backend="openai",
             dimension=dimension,
             max_tokens=config.max_length,  # the server's tokenizer is out of reach; trust the config
+            matryoshka=trained_for_matryoshka(config.model),
         )
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
@@ -66,6 +67,11 @@ class OpenAIEmbeddingsEncoder:
         if self.instructs_queries:
             texts = [instructed_query(self.config.query_task, text) for text in texts]
         return self._embed(list(texts))
+
+    def embed_token_ids(self, id_lists: Sequence[Sequence[int]]) -> np.ndarray:
+        """Token ids as they are, for the server to read in its own model's vocabulary (OpenAI's API allows
+        them; a server that does not read them answers an error, raised as EncoderError naming it)."""
+        return self._embed([list(ids) for ids in id_lists])  # type: ignore[list-item]
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         check_cancelled()  # called per document while chunking: a cancelled ingest stops there too

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 from sentence_transformers.util import batch_to_device  # noqa: E402
 
-from encoders.base import EncoderInfo, truncate_dimensions
+from encoders.base import EncoderInfo, decode_token_ids, trained_for_matryoshka, truncate_dimensions
 from encoders.cancel import check_cancelled
 from encoders.config import TextEncoderConfig
 from encoders.hub import resolve_model_or_package_dir
@@ -50,6 +50,8 @@ class SentenceTransformerEncoder:
             backend="sentence-transformers",
             dimension=config.dimensions or full_dimension,
             max_tokens=self.model.max_seq_length,
+            special_tokens=self.model.tokenizer.num_special_tokens_to_add(),
+            matryoshka=trained_for_matryoshka(config.model),
         )
         # The server calls encoders from several threads, and runs a batch of queries beside a batch of
         # ingest (retrieval/text_queue.py). The model's forward pass is safe to run in several threads;
@@ -73,6 +75,10 @@ class SentenceTransformerEncoder:
         with self._spans_lock:
             encoding = self._spans_tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return [(start, end) for start, end in encoding["offset_mapping"]]
+
+    def decode_tokens(self, ids: Sequence[int]) -> str:
+        with self._spans_lock:
+            return decode_token_ids(self._spans_tokenizer, ids)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -146,10 +146,24 @@ class Library:
 
     def embed(self, texts: Sequence[str], dimensions: int | None = None, as_query: bool = False) -> np.ndarray:
         """Raw embeddings, as the OpenAI-compatible endpoint serves them."""
-        if dimensions is not None and not 1 <= dimensions <= self.encoder.info.dimension:
-            raise InvalidInput(f"dimensions must be between 1 and {self.encoder.info.dimension}")
+        self._check_dimensions(dimensions)
         vectors = self.encoder.embed_queries(texts) if as_query else self.encoder.embed_documents(texts)
         return truncate_dimensions(vectors, dimensions)
+
+    def embed_token_ids(self, id_lists: Sequence[Sequence[int]], dimensions: int | None = None) -> np.ndarray:
+        """Token ids as they are, for an encoder on an embeddings server (embed_token_ids) to send on."""
+        self._check_dimensions(dimensions)
+        return truncate_dimensions(self.encoder.embed_token_ids(id_lists), dimensions)  # type: ignore[attr-defined]
+
+    def _check_dimensions(self, dimensions: int | None) -> None:
+        info = self.encoder.info
+        if dimensions is not None and not 1 <= dimensions <= info.dimension:
+            raise InvalidInput(f"dimensions must be between 1 and {info.dimension}")
+        if dimensions is not None and dimensions < info.dimension and not info.matryoshka:
+            raise InvalidInput(
+                f"dimensions: {info.name} was not trained for Matryoshka truncation, so the first {dimensions} values of its vectors "
+                f"are not an embedding; leave dimensions out (its vectors have {info.dimension})"
+            )
 
     def get_item(self, item_id: str) -> Item:
         # A picture with a caption has a row in each space under one id; the image row is the item.

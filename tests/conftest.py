@@ -14,7 +14,7 @@ ensure_torchvision_importable()  # test modules import transformers directly (se
 from api.settings import Settings  # noqa: E402
 from tests.servers import prism_server
 
-pytest_plugins = ["tests.fixtures_milvus", "tests.fixtures_answers"]
+pytest_plugins = ["tests.fixtures_milvus", "tests.fixtures_prism", "tests.fixtures_answers"]
 
 # Tests never reach a model hub; make the libraries fail fast instead of trying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -67,7 +67,8 @@ class StandInEmbeddings:
             texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
             if self.malformed is not None:
                 return Response(self.malformed(texts), media_type="application/json")
-            return answer([vector_of(text) for text in texts], body.get("model", "standin"))
+            # Token ids (a list of ids per input) are answered by their JSON: a vector per input all the same.
+            return answer([vector_of(text if isinstance(text, str) else json.dumps(text)) for text in texts], body.get("model", "standin"))
 
         return app
 

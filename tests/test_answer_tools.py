@@ -1,16 +1,21 @@
 """`prism ask` and `prism eval --answers`, run as a user runs them (subprocesses) against the session's
-answer server (the offline SmolLM2), and the answer metrics themselves."""
+answer server (the offline SmolLM2); prism_client's answers, whole and streamed, sync and async; and the
+answer metrics themselves."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
 import pytest
 
 from api.eval.answers import score_question, summarize, token_f1
+from prism_client import AsyncPrismClient, NotFoundError, PrismClient
 from tests.commands import clean_env, prism
 from tests.fixtures_answers import ANSWER_COLLECTION, FIRST_ANSWER_TIMEOUT_S, QUESTION
+from tests.image_files import encode
+from tests.tiny_clip import make_shape_image
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +51,38 @@ def test_prism_ask_says_when_the_library_has_nothing(url):
 def test_prism_ask_errors_are_one_line(url):
     result = prism("--url", url, "ask", QUESTION, "--collection", "no-such-collection", env=clean_env())
     assert result.returncode == 1 and result.stderr.startswith("error: POST /v1/answer -> 404")
+
+
+def test_client_answers_whole_and_streamed(url):
+    options = {"collection": ANSWER_COLLECTION, "min_score": 0.1, "max_tokens": 4}
+    with PrismClient(url) as prism:
+        whole = prism.answer(QUESTION, **options)
+        events = list(prism.answer_stream(QUESTION, **options))
+        *pieces, streamed = events
+        with pytest.raises(NotFoundError) as missing:
+            list(prism.answer_stream(QUESTION, collection="no-such-collection"))
+    assert not whole["nothing_found"] and whole["used_context"] and whole["backend"] == "local" and whole["answer"]
+    assert pieces and all(isinstance(piece, str) for piece in pieces)  # the words as they were written, then the answer
+    assert isinstance(streamed, dict) and streamed["answer"] == "".join(pieces).strip()
+    assert streamed["answer"] == whole["answer"]  # greedy decoding over the same sources
+    assert [source["id"] for source in streamed["used_context"]] == [source["id"] for source in whole["used_context"]]
+    assert missing.value.status == 404 and missing.value.code == "not_found" and "no-such-collection" in missing.value.message
+
+
+def test_async_client_answers_from_a_picture_and_says_nothing_found(url):
+    picture = encode(make_shape_image("red", "circle"), "PNG")
+
+    async def ask() -> tuple[dict, list]:
+        async with AsyncPrismClient(url) as prism:
+            by_picture = await prism.answer(image=picture, collection=ANSWER_COLLECTION, modalities=["image"], min_score=-1.0, max_tokens=2)
+            nothing = [event async for event in prism.answer_stream("the orbital period of Neptune's moons", collection=ANSWER_COLLECTION, min_score=0.99)]
+            return by_picture, nothing
+
+    by_picture, nothing = asyncio.run(ask())
+    assert not by_picture["nothing_found"] and {source["modality"] for source in by_picture["used_context"]} == {"image"}
+    assert len(nothing) == 1 and nothing[0]["nothing_found"] and nothing[0]["model"] is None  # no model call, no pieces
+    with PrismClient(url) as prism, pytest.raises(ValueError):
+        prism.answer("a text", image=picture)  # one question only
 
 
 def write_dataset(folder) -> None:

@@ -64,6 +64,16 @@ def test_info_describes_the_loaded_model(encoder, model_dir):
     assert encoder.info.dimension == 64  # the tiny model's hidden size
     assert encoder.info.max_tokens == 8192  # config.max_length; the model allows more
     assert encoder.info.requested is None and encoder.info.fallback_reason is None
+    assert encoder.info.matryoshka is True  # the Qwen3-Embedding family: `dimensions` keeps a prefix
+    assert encoder.info.special_tokens == 1  # <|endoftext|>, appended to every input
+
+
+def test_token_ids_decode_in_its_vocabulary(encoder):
+    text = "the quick brown fox"
+    ids = encoder.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert encoder.decode_tokens(ids) == text
+    with pytest.raises(ValueError, match="not in the model's vocabulary"):
+        encoder.decode_tokens([len(encoder.tokenizer)])
 
 
 def test_text_alone_and_in_a_left_padded_batch_match_the_reference(encoder, reference):

@@ -25,6 +25,15 @@ def test_info_describes_minilm(encoder):
     assert encoder.info.name == MINILM
     assert encoder.info.dimension == 384
     assert encoder.info.max_tokens == 256  # MiniLM's max_seq_length
+    assert encoder.info.special_tokens == 2  # [CLS] and [SEP], within max_tokens
+    assert encoder.info.matryoshka is False  # its first values are not an embedding: /v1/embeddings refuses `dimensions`
+
+
+def test_token_ids_decode_in_its_vocabulary(encoder):
+    ids = encoder.model.tokenizer("Owls hunt at night.", add_special_tokens=False)["input_ids"]
+    assert encoder.decode_tokens(ids) == "owls hunt at night."  # an uncased vocabulary
+    with pytest.raises(ValueError, match="not in the model's vocabulary"):
+        encoder.decode_tokens([ids[0], len(encoder.model.tokenizer)])
 
 
 def test_vectors_are_unit_length_float32(encoder):

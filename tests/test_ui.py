@@ -276,8 +276,10 @@ def test_typing_a_query_shows_ranked_text_results_with_scores_and_timings(server
     assert "platform nine" in top.find_element(By.CSS_SELECTOR, ".passage").text
     assert top.find_element(By.CSS_SELECTOR, ".result-title").text == "Timetable"
     assert top.find_elements(By.CSS_SELECTOR, ".passage mark")  # the query's words are marked
-    score = float(top.get_attribute("data-score"))
-    assert f"score {score:.4f}" in top.find_element(By.CSS_SELECTOR, ".scores").text
+    # One figure, the relevance (here the best cosine); the tooltip says what it is and the fused rank.
+    shown = top.find_element(By.CSS_SELECTOR, ".relevance")
+    assert shown.text == f"relevance {float(top.get_attribute('data-relevance')):.4f}" == top.find_element(By.CSS_SELECTOR, ".scores").text
+    assert "best cosine similarity" in shown.get_attribute("title") and "fused rank 1" in shown.get_attribute("title")
     assert "Total" in css(browser, "#timings").text and "encode.text" in css(browser, "#timings").text
 
     # Scores at or above the threshold are highlighted, the rest greyed; the threshold is remembered.
@@ -304,14 +306,46 @@ def test_typing_a_query_shows_ranked_text_results_with_scores_and_timings(server
     wait(browser, lambda d: "Reranked by" in css(d, "#skipped").text, "reranked results")
     reranked = results(browser, minimum=3)
     for item in reranked:
-        shown = item.find_element(By.CSS_SELECTOR, ".rerank-score").text
-        assert shown == f"rerank {float(item.get_attribute('data-relevance')):.4f}"
+        shown = item.find_element(By.CSS_SELECTOR, ".relevance")
+        assert shown.text == f"relevance {float(item.get_attribute('data-relevance')):.4f}" and "reranked" in shown.get_attribute("title")
     css(browser, "#rerank").click()
 
     # Only the modalities asked for come back.
     css(browser, 'input[name="modality"][value="text"]').click()
     search_for(browser, "owls at night")
     wait(browser, lambda d: css(d, "#search-status").text.startswith("Nothing found"), "no text results")
+
+
+def test_chunks_of_a_document_are_one_result_in_document_order_with_its_source(server, browser, collection):
+    """A long document's chunks found together are one result, its passages in the document's order,
+    with the file it came from; highlighted results are listed before greyed ones at any threshold."""
+    winter = " ".join(["Hedgehogs sleep through the winter in piles of dry leaves."] * 20)
+    filler = " ".join(["The bakery on the corner sells rye bread and buns."] * 20)
+    notes = {"id": "hedgehog-notes", "title": "Hedgehogs", "source": "notes/hedgehogs.md", "text": f"{winter}\n\n{filler}\n\n{winter}"}
+    seed(server, collection, [*DOCUMENTS, notes])
+    chunks = server.get(f"/v1/collections/{collection}/items", params={"limit": 100}).json()["items"]
+    assert len([item for item in chunks if item["doc_id"] == "hedgehog-notes"]) >= 3
+    open_page(browser, server)
+    use_collection(browser, collection)
+    search_for(browser, "where do hedgehogs sleep in winter")
+    found = results(browser, minimum=2)
+    grouped = [item for item in found if item.get_attribute("data-doc-id") == "hedgehog-notes"]
+    assert len(grouped) == 1
+    passages = grouped[0].find_elements(By.CSS_SELECTOR, ".passage")
+    positions = [int(passage.get_attribute("data-position")) for passage in passages]
+    assert len(passages) == int(grouped[0].get_attribute("data-chunks")) >= 2 and positions == sorted(positions)
+    assert grouped[0].find_element(By.CSS_SELECTOR, ".result-title").text == "Hedgehogs"
+    assert grouped[0].find_element(By.CSS_SELECTOR, ".result-source").text == "notes/hedgehogs.md"
+
+    field = css(browser, "#threshold")
+    for value in sorted({float(item.get_attribute("data-relevance")) for item in found}):
+        field.clear()
+        field.send_keys(str(round(value, 4)))
+        kinds = ["relevant" in item.get_attribute("class") for item in all_css(browser, "#results > li")]
+        assert kinds == sorted(kinds, reverse=True), kinds  # no greyed result above a highlighted one
+        ranks = [int(item.get_attribute("data-rank")) for item in all_css(browser, "#results > li")]
+        split = kinds.count(True)
+        assert ranks[:split] == sorted(ranks[:split]) and ranks[split:] == sorted(ranks[split:])  # each group in the fused order
 
 
 def test_lines_added_in_the_library_are_found_and_can_be_deleted(server, browser, collection):
@@ -452,6 +486,39 @@ def test_a_rejected_upload_shows_the_servers_reason(server, browser, collection,
     wait(browser, lambda d: visible_text(d, "#search-error").startswith("Rejected:"), "the search error")
 
 
+def test_one_bad_file_among_good_ones_is_named_and_the_good_ones_are_stored(server, browser, collection, tmp_path):
+    """The server refuses the batch for the bad file; the page sends the files again one by one and says
+    per file what was stored and what was refused, with the server's reason."""
+    open_page(browser, server, "#library")
+    use_collection(browser, collection)
+    upload_files(browser, tmp_path, {"a-circle.png": png("red", "circle"), "b-holiday.png": b"a text file, not a picture", "c-square.png": png("blue", "square")})
+    row = uploads_finished(browser, 1)[0]
+    files = {item.get_attribute("data-name"): item for item in row.find_elements(By.CSS_SELECTOR, ".upload-files > li")}
+    assert {name: item.get_attribute("class") for name, item in files.items()} == {"a-circle.png": "stored", "b-holiday.png": "refused", "c-square.png": "stored"}
+    assert files["b-holiday.png"].text.startswith("b-holiday.png: Rejected: b-holiday.png: not an image")
+    assert "partial" in row.get_attribute("class") and "Stored 2 of 3 files" in row.text, row.text
+    assert sorted(item["source"] for item in server.get(f"/v1/collections/{collection}/items").json()["items"]) == ["a-circle.png", "c-square.png"]
+
+
+def test_options_that_cannot_run_are_disabled_with_the_reason(browser, tmp_path):
+    """A server without CLIP and without a reranker: the pictures and rerank options are off and disabled,
+    their tooltip says why, and a text search runs with the rest."""
+    settings = minilm_settings(tmp_path, image_model="", whisper_model="", whisper_fallback_model="", rerank_backend="none")
+    with prism_server(settings) as url, httpx.Client(base_url=url, timeout=60) as client:
+        seed(client, "default")
+        open_page(browser, client)
+        pictures = css(browser, 'input[name="modality"][value="image"]')
+        wait(browser, lambda d: not pictures.is_enabled(), "the pictures option to be disabled")
+        label = pictures.find_element(By.XPATH, "./ancestor::label")
+        assert not pictures.is_selected() and label.get_attribute("title").startswith("Pictures cannot be searched: no CLIP model is loaded")
+        for switch in ("#rerank", "#ask-rerank"):
+            box = css(browser, switch)
+            assert not box.is_enabled() and box.find_element(By.XPATH, "./ancestor::label").get_attribute("title").startswith("No reranker is loaded")
+        search_for(browser, "baking bread")
+        assert results(browser)[0].get_attribute("data-doc-id") == "bread"
+        assert "text->image" not in css(browser, "#skipped").text  # not asked for a route that cannot run
+
+
 def test_with_api_keys_the_page_asks_for_a_key_keeps_it_for_the_session_and_works(browser, tmp_path, tiny_clip_dir):
     """A second server, with PRISM_API_KEYS and without a Whisper model."""
     settings = minilm_settings(tmp_path, api_keys="right-key", image_model=f"local-dir:{tiny_clip_dir}", whisper_model="", whisper_fallback_model="")
@@ -556,3 +623,23 @@ def test_desktop_and_phone_layouts_show_every_modality(server, browser, collecti
         assert_fits(browser, PHONE[0])
     finally:
         desktop(browser)
+
+
+def test_api_docs_render_without_internet(server, browser):
+    """/docs and /redoc load Swagger UI and ReDoc from the server itself (the fastapi-offline package),
+    so they render operations on a machine with no internet: every resource comes from the server."""
+    base = str(server.base_url).rstrip("/")
+    browser.get(f"{base}/docs")
+    wait(browser, lambda d: len(all_css(d, ".opblock")) >= 20, "Swagger UI to list the operations")
+    paths = {element.get_attribute("data-path") for element in all_css(browser, ".opblock-summary-path")}
+    assert {"/v1/search", "/v1/documents/upload", "/v1/images", "/v1/info"} <= paths
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(entry => entry.name)")
+    assert any(url.endswith("swagger-ui-bundle.js") for url in loaded) and all(url.startswith(base) for url in loaded), loaded
+
+    browser.get(f"{base}/redoc")
+    wait(browser, lambda d: "Search a collection by text, picture or audio clip" in d.find_element(By.TAG_NAME, "body").text, "ReDoc to render")
+    # Scripts, styles and the schema come from the server. ReDoc's "API docs by Redocly" badge alone asks its CDN
+    # for a decorative logo (a CSS background image, missing offline, the page renders all the same).
+    entries = browser.execute_script("return performance.getEntriesByType('resource').map(entry => [entry.name, entry.initiatorType])")
+    code = [url for url, kind in entries if kind in ("script", "link", "fetch", "xmlhttprequest")]
+    assert any(url.endswith("redoc.standalone.js") for url in code) and all(url.startswith(base) for url in code), entries

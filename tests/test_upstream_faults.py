@@ -7,6 +7,7 @@ liveness probe; and the public readiness probe tells status words only, the deta
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 import threading
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import httpx
+import numpy as np
 import pytest
 
 from encoders.http import EncoderTimeout
@@ -109,6 +111,22 @@ def test_malformed_embeddings_are_502_naming_the_server_and_store_nothing(prism,
     assert error["code"] == "encoder_error" and standin.url in error["message"]
     items = prism.get(f"/v1/collections/{STORED}/items").json()
     assert [item["doc_id"] for item in items["items"]] == ["tea"]
+
+
+def test_token_ids_go_to_the_embeddings_server_as_they_are(prism, standin):
+    """The openai backend has no tokenizer: token ids are passed on (the stand-in answers each list by its
+    JSON), counted in usage, and held to the model's limit (PRISM_TEXT_MAX_LENGTH) unless truncated."""
+    ids = [[101, 2023, 7], [5, 6]]
+    body = prism.post("/v1/embeddings", json={"input": ids}).json()
+    np.testing.assert_allclose([item["embedding"] for item in body["data"]], [vector_of(json.dumps(each)) for each in ids], atol=1e-6)
+    assert body["usage"]["prompt_tokens"] == 5
+    limit = prism.get("/v1/info").json()["models"]["text"]["max_tokens"]
+    long = {"input": [[7] * (limit + 1)]}
+    error = prism.post("/v1/embeddings", json=long)
+    assert error.status_code == 400 and f"at most {limit}" in error.json()["error"]["message"]
+    cut = prism.post("/v1/embeddings", json={**long, "truncate": True}).json()
+    np.testing.assert_allclose(cut["data"][0]["embedding"], vector_of(json.dumps([7] * limit)), atol=1e-6)
+    assert cut["usage"]["prompt_tokens"] == limit
 
 
 def test_a_server_that_never_answers_is_a_503_within_one_deadline(prism, standin):

@@ -24,14 +24,12 @@ import time
 from pathlib import Path
 from typing import Callable, ContextManager
 
-import httpx
-
-from api.eval.answers import AnswerEval, format_answers_report
 from api.eval.client import MAX_TOP_K, EvalError
 from api.eval.datasets import load_beir, load_captions
-from api.eval.images import ImageEval
-from api.eval.report import format_images_report, format_text_report
-from api.eval.text import TextEval
+from prism_client import PrismClient
+
+# The evaluations themselves (numpy, the metrics, the local settings) are imported when one runs, so
+# that building the `prism` command's parser stays quick.
 
 __all__ = ["EvalError", "add_arguments", "evaluate"]
 
@@ -68,7 +66,7 @@ token F1 against the reference answers; with the backend and model that answered
 """
 
 
-Connect = Callable[[argparse.Namespace], ContextManager[httpx.Client]]
+Connect = Callable[[argparse.Namespace], ContextManager[PrismClient]]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,6 +103,11 @@ def evaluate(args: argparse.Namespace, connect: Connect) -> int:
     dataset = load_captions(args.dataset) if args.images else load_beir(args.dataset, args.split)
     if args.spoken and shutil.which("espeak-ng") is None:
         raise EvalError("--spoken synthesizes the queries with espeak-ng, which is not installed (apt-get install espeak-ng)")
+    from api.eval.answers import AnswerEval, format_answers_report
+    from api.eval.images import ImageEval
+    from api.eval.report import format_images_report, format_text_report
+    from api.eval.text import TextEval
+
     with connect(args) as client:
         if args.images:
             report = ImageEval(client, dataset, args).run()

@@ -23,11 +23,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from api.eval.client import EvalError, call, eval_collection, progress, seconds, server_info
 from api.eval.datasets import BeirDataset, read_jsonl
 from api.eval.text import TextEval, document_text
+from prism_client import PrismClient
 from retrieval.metrics import mean
 from retrieval.timing import StageTimer
 
@@ -103,7 +102,7 @@ def summarize(per_question: list[dict[str, Any]]) -> dict[str, float | None]:
 
 
 class AnswerEval:
-    def __init__(self, client: httpx.Client, dataset: BeirDataset, args: argparse.Namespace) -> None:
+    def __init__(self, client: PrismClient, dataset: BeirDataset, args: argparse.Namespace) -> None:
         self.client, self.dataset, self.args = client, dataset, args
         self.top_k = min(args.top_k, MAX_SOURCES)
         self.timer = StageTimer()
@@ -148,11 +147,8 @@ class AnswerEval:
         }
 
     def ask(self, collection: str, query_id: str) -> dict[str, Any]:
-        body: dict[str, Any] = {"query": {"text": self.dataset.queries[query_id]}, "collection": collection, "top_k": self.top_k, "rerank": bool(self.args.rerank)}
-        for key in ("min_score", "max_tokens"):
-            if getattr(self.args, key) is not None:
-                body[key] = getattr(self.args, key)
-        answer = call(self.client, "POST", "/v1/answer", json=body)
+        options = dict(collection=collection, top_k=self.top_k, rerank=bool(self.args.rerank), min_score=self.args.min_score, max_tokens=self.args.max_tokens)
+        answer = call(self.client.answer, self.dataset.queries[query_id], **options)
         relevant = {doc for doc, grade in self.dataset.qrels.get(query_id, {}).items() if grade > 0}
         scores = score_question(answer, relevant, self.top_k, self.references.get(query_id))
         return {"query": query_id, "relevant": sorted(relevant), "answer": answer["answer"], "model": answer["model"], "backend": answer["backend"], **scores}

@@ -1,5 +1,5 @@
-"""Talking to the server for `prism eval`: calls that turn errors into one-line EvalErrors, a throwaway
-collection, and the small helpers the evaluations share."""
+"""Talking to the server for `prism eval` (through prism_client, as the rest of the CLI): calls that
+turn errors into one-line EvalErrors, a throwaway collection, and the small helpers the evaluations share."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import re
 import secrets
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
-import httpx
+from prism_client import NotFoundError, PrismClient, PrismError
 
-from retrieval.timing import StageTimer
+if TYPE_CHECKING:
+    from retrieval.timing import StageTimer
+
+T = TypeVar("T")
 
 DOCUMENT_BATCH = 64  # documents per ingest request
 MAX_TOP_K = 1000  # the API's limit
@@ -21,18 +24,12 @@ class EvalError(Exception):
     """A problem with the dataset, the options or the server, reported as a one-line error."""
 
 
-def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+def call(method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """One of the client's calls, e.g. call(client.search, text, collection=name); a failure is an EvalError."""
     try:
-        response = client.request(method, path, **kwargs)
-    except httpx.TransportError as error:
-        raise EvalError(f"{method} {path}: {error}") from None
-    if not response.is_success:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:500]
-        raise EvalError(f"{method} {path} -> {response.status_code}: {message}")
-    return response.json()
+        return method(*args, **kwargs)
+    except PrismError as error:
+        raise EvalError(str(error)) from None
 
 
 def collection_name(dataset_name: str) -> str:
@@ -41,22 +38,22 @@ def collection_name(dataset_name: str) -> str:
 
 
 @contextmanager
-def eval_collection(client: httpx.Client, dataset_name: str) -> Iterator[str]:
+def eval_collection(client: PrismClient, dataset_name: str) -> Iterator[str]:
     """A fresh collection name; the collection is dropped afterwards, whatever happened."""
     name = collection_name(dataset_name)
     try:
         yield name
     finally:
         try:
-            response = client.delete(f"/v1/collections/{name}")
-            if not (response.is_success or response.status_code == 404):  # 404: nothing was ingested
-                print(f"warning: could not drop the eval collection {name!r} ({response.status_code}); delete it with DELETE /v1/collections/{name}", file=sys.stderr)
+            client.drop_collection(name)
+        except NotFoundError:
+            pass  # nothing was ingested
         except Exception as error:  # the cleanup must not hide the original error
-            print(f"warning: could not drop the eval collection {name!r}: {error}", file=sys.stderr)
+            print(f"warning: could not drop the eval collection {name!r} ({error}); delete it with DELETE /v1/collections/{name}", file=sys.stderr)
 
 
-def server_info(client: httpx.Client) -> dict[str, Any]:
-    info = call(client, "GET", "/v1/info")
+def server_info(client: PrismClient) -> dict[str, Any]:
+    info: dict[str, Any] = dict(call(client.info))
     if not info.get("ready") or "text" not in info.get("models", {}):
         raise EvalError(f"the server is not ready: {info.get('error') or 'models are still loading'}")
     return info
@@ -72,5 +69,5 @@ def unique(values: Any) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-def seconds(timer: StageTimer) -> dict[str, float]:
+def seconds(timer: "StageTimer") -> dict[str, float]:
     return {stage: round(ms / 1000, 3) for stage, ms in timer.ms.items()}

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import base64
 from typing import Any
-
-import httpx
 
 from api.eval.client import DOCUMENT_BATCH, MAX_TOP_K, EvalError, call, eval_collection, progress, seconds, server_info, unique
 from api.eval.datasets import CaptionDataset
+from prism_client import PrismClient
 from retrieval.metrics import hit_at_k, mean
 from retrieval.timing import StageTimer
 
@@ -19,7 +17,7 @@ IMAGE_BATCH_BYTES = 64 * 1024 * 1024
 
 
 class ImageEval:
-    def __init__(self, client: httpx.Client, dataset: CaptionDataset, args: argparse.Namespace) -> None:
+    def __init__(self, client: PrismClient, dataset: CaptionDataset, args: argparse.Namespace) -> None:
         self.client = client
         self.dataset = dataset
         self.args = args
@@ -47,7 +45,7 @@ class ImageEval:
                 self.ingest_images(collection, images)
             with self.timer.stage("ingest_captions"):
                 for start in range(0, len(documents), DOCUMENT_BATCH):
-                    call(self.client, "POST", "/v1/documents", json={"collection": collection, "documents": documents[start : start + DOCUMENT_BATCH]})
+                    call(self.client.add_documents, documents[start : start + DOCUMENT_BATCH], collection=collection)
             with self.timer.stage("text_to_image"):
                 text_to_image = [
                     self.search({"text": caption}, "image", collection, "source", name)
@@ -56,7 +54,7 @@ class ImageEval:
             depth = min(MAX_TOP_K, max(IMAGE_KS))
             with self.timer.stage("image_to_text"):
                 image_to_text = [
-                    self.search({"image": base64.b64encode((dataset.folder / name).read_bytes()).decode()}, "text", collection, "doc_id", caption_ids[name], depth)
+                    self.search({"image": (dataset.folder / name).read_bytes()}, "text", collection, "doc_id", caption_ids[name], depth)
                     for name in progress(image_queries, unit="query", desc="image to text")
                 ]
         return {
@@ -73,21 +71,24 @@ class ImageEval:
         }
 
     def ingest_images(self, collection: str, images: list[str]) -> None:
-        batch: list[tuple[str, tuple[str, bytes]]] = []
+        batch: list[tuple[str, bytes]] = []
         size = 0
         for name in progress(images, unit="picture", desc="ingest pictures"):
             data = (self.dataset.folder / name).read_bytes()
             if batch and (len(batch) >= IMAGE_BATCH or size + len(data) > IMAGE_BATCH_BYTES):
-                call(self.client, "POST", "/v1/images", data={"collection": collection}, files=batch)
+                call(self.client.add_images, batch, collection=collection)
                 batch, size = [], 0
-            batch.append(("files", (name, data)))
+            batch.append((name, data))
             size += len(data)
         if batch:
-            call(self.client, "POST", "/v1/images", data={"collection": collection}, files=batch)
+            call(self.client.add_images, batch, collection=collection)
 
-    def search(self, query: dict[str, str], modality: str, collection: str, key: str, wanted: str | list[str], top_k: int = max(IMAGE_KS)) -> dict[int, float]:
-        """Hit at each k of IMAGE_KS: whether a wanted item (by `key` of the results) is among the first k."""
-        body = {"query": query, "collection": collection, "modalities": [modality], "top_k": top_k}
-        ranked = [result[key] for result in call(self.client, "POST", "/v1/search", json=body)["results"]]
+    def search(self, query: dict[str, str | bytes], modality: str, collection: str, key: str, wanted: str | list[str], top_k: int = max(IMAGE_KS)) -> dict[int, float]:
+        """Hit at each k of IMAGE_KS: whether a wanted item (by `key` of the results) is among the first k.
+        `query`: {"text": ...} or {"image": the picture's bytes}."""
+        options = dict(collection=collection, modalities=[modality], top_k=top_k)
+        text, image = query.get("text"), query.get("image")
+        body = call(self.client.search, text, **options) if isinstance(text, str) else call(self.client.search_image, image, **options)
+        ranked = [result[key] for result in body["results"]]
         relevant = [wanted] if isinstance(wanted, str) else wanted
         return {k: hit_at_k(ranked, relevant, k) for k in IMAGE_KS}

@@ -9,12 +9,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-import httpx
 import numpy as np
 
 from api.eval.client import DOCUMENT_BATCH, MAX_TOP_K, EvalError, call, eval_collection, progress, seconds, server_info, unique
 from api.eval.datasets import BeirDataset
 from api.settings import Settings
+from prism_client import PrismClient
 from retrieval.metrics import mean, mrr_at_k, ndcg_at_k, recall_at_k, word_error_rate
 from retrieval.timing import StageTimer
 
@@ -51,7 +51,7 @@ def ratios(numerator: dict[str, float], denominator: dict[str, float]) -> dict[s
 
 
 class TextEval:
-    def __init__(self, client: httpx.Client, dataset: BeirDataset, args: argparse.Namespace) -> None:
+    def __init__(self, client: PrismClient, dataset: BeirDataset, args: argparse.Namespace) -> None:
         self.client = client
         self.dataset = dataset
         self.args = args
@@ -136,14 +136,11 @@ class TextEval:
         batches = [ids[start : start + DOCUMENT_BATCH] for start in range(0, len(ids), DOCUMENT_BATCH)]
         chunks = 0
         for batch in progress(batches, unit="batch", desc=f"ingest {len(ids)} documents"):
-            body = {
-                "collection": collection,
-                "documents": [
-                    {"id": doc, "title": truncate_utf8(self.dataset.corpus[doc][0].strip(), MAX_TITLE_BYTES) or None, "text": documents[doc]}
-                    for doc in batch
-                ],
-            }
-            chunks += call(self.client, "POST", "/v1/documents", json=body)["chunks"]
+            body = [
+                {"id": doc, "title": truncate_utf8(self.dataset.corpus[doc][0].strip(), MAX_TITLE_BYTES) or None, "text": documents[doc]}
+                for doc in batch
+            ]
+            chunks += call(self.client.add_documents, body, collection=collection)["chunks"]
         return chunks
 
     def first_top_k(self) -> int:
@@ -165,8 +162,7 @@ class TextEval:
 
     def search_typed(self, collection: str, text: str) -> list[str]:
         def search(top_k: int) -> dict[str, Any]:
-            body = {"query": {"text": text}, "collection": collection, "modalities": ["text"], "top_k": top_k, "rerank": bool(self.args.rerank)}
-            return call(self.client, "POST", "/v1/search", json=body)
+            return dict(call(self.client.search, text, collection=collection, modalities=["text"], top_k=top_k, rerank=bool(self.args.rerank)))
 
         return self.ranked_documents(search)[0]
 
@@ -181,14 +177,9 @@ class TextEval:
                     audio = synthesize(text, Path(folder) / f"{number}.wav")
 
                 def search(top_k: int) -> dict[str, Any]:
-                    form = {
-                        "collection": collection,
-                        "top_k": str(top_k),
-                        "modalities": "text",
-                        "language": SPOKEN_LANGUAGE,
-                        "rerank": "true" if self.args.rerank else "false",
-                    }
-                    return call(self.client, "POST", "/v1/search/upload", data=form, files={"file": (f"query-{number}.wav", audio, "audio/wav")})
+                    clip = (f"query-{number}.wav", audio)
+                    options = dict(collection=collection, top_k=top_k, modalities=["text"], language=SPOKEN_LANGUAGE, rerank=bool(self.args.rerank))
+                    return dict(call(self.client.search_file, clip, **options))
 
                 with self.timer.stage("spoken_search"):
                     rankings[query_id], body = self.ranked_documents(search)
@@ -240,13 +231,13 @@ def quality_warnings(pipeline: dict[str, float], bare: dict[str, float], reranke
     return warnings
 
 
-def bare_encoder(client: httpx.Client, server_model: dict[str, Any]) -> tuple[Any, bool]:
+def bare_encoder(client: PrismClient, server_model: dict[str, Any]) -> tuple[Any, bool]:
     """The text encoder the server uses, in this process: (encoder, whether we loaded it and must close it).
 
     In-process, that is the app's own encoder (no second copy of the model). For a remote server the local
     settings must name the same model: the baseline of another model would compare nothing.
     """
-    app = getattr(client, "app", None)  # a TestClient around the in-process app
+    app = getattr(client.http, "app", None)  # a TestClient around the in-process app
     library = getattr(getattr(getattr(app, "state", None), "prism", None), "library", None)
     if library is not None:
         return library.encoder, False

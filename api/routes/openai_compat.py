@@ -11,7 +11,8 @@ from api.errors import error_responses
 from api.routes.chat import answer_model_ids
 from api.routes.deps import get_library, get_text_limits
 from api.openai_schemas import EmbeddingOut, EmbeddingsIn, EmbeddingsOut, ModelCard, ModelsOut
-from retrieval import InvalidInput, Library, NotFound
+from retrieval import Library, NotFound
+from retrieval.embedding_inputs import embed_inputs
 from retrieval.validation import TextLimits
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -39,17 +40,18 @@ def create_embeddings(
     body: EmbeddingsIn, library: Library = Depends(get_library), limits: TextLimits = Depends(get_text_limits)
 ) -> EmbeddingsOut:
     """Documents get no instruction; `input_type: "query"` adds the query instruction. At most 2048
-    texts, each at most PRISM_MAX_DOCUMENT_CHARS characters and PRISM_MAX_REQUEST_TEXT_CHARS together."""
+    inputs, texts or token ids; texts at most PRISM_MAX_DOCUMENT_CHARS characters each and
+    PRISM_MAX_REQUEST_TEXT_CHARS together. An input longer than the model reads is refused unless
+    `truncate` is true; `usage` counts the tokens embedded."""
     if body.model not in model_ids(library):
         raise NotFound(f"model {body.model!r} is not served here; GET /v1/models lists {model_ids(library)}")
-    texts = [body.input] if isinstance(body.input, str) else body.input
-    labels = ["input"] if isinstance(body.input, str) else [f"input[{index}]" for index in range(len(texts))]
-    limits.check_texts(list(zip(labels, texts)))
-    if not texts or any(not text.strip() for text in texts):
-        raise InvalidInput("input must be a non-empty string or a list of non-empty strings")
-    vectors = library.embed(texts, dimensions=body.dimensions, as_query=body.input_type == "query")
+    single = isinstance(body.input, str) or (bool(body.input) and isinstance(body.input[0], int))
+    inputs = [body.input] if single else list(body.input)
+    labels = ["input"] if single else [f"input[{index}]" for index in range(len(inputs))]
+    vectors, tokens = embed_inputs(
+        library, inputs, labels, truncate=body.truncate, dimensions=body.dimensions, as_query=body.input_type == "query", check_texts=limits.check_texts
+    )
     data = [EmbeddingOut(index=i, embedding=encode(vector, body.encoding_format)) for i, vector in enumerate(vectors)]
-    tokens = sum(len(library.encoder.token_spans(text)) for text in texts)
     return EmbeddingsOut(data=data, model=library.text_model.name, usage={"prompt_tokens": tokens, "total_tokens": tokens})
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -10,6 +13,7 @@ from api.errors import error_responses
 from api.metrics import metrics_response
 from api.readiness import detailed_view, failing, probe, public_view
 from api.schemas import AudioModelOut, ImageModelOut, InfoOut, ModelOut, RerankModelOut
+from api.settings import Settings
 
 router = APIRouter(tags=["system"])
 
@@ -93,7 +97,25 @@ async def info(request: Request) -> InfoOut:
     for space in (library.store, library.image_store) if library else ():
         if space is not None and space.kind == "milvus-lite":  # a server searches its own HNSW index
             store[f"search_{space.space}"] = space.index_description()
-    return InfoOut(version=request.app.version, ready=library is not None, error=state.error, models=models, store=store, checks=checks)
+    return InfoOut(version=request.app.version, ready=library is not None, error=state.error, models=models, store=store, checks=checks, configuration=configuration_view(state.settings))
+
+
+def configuration_view(settings: Settings) -> dict[str, Any]:
+    """The effective settings as `prism info` shows them: secrets masked, and URLs without passwords."""
+    view = settings.public_view()
+    for name in ("milvus_uri", "openai_base_url", "rerank_url", "answer_url", "store_uri"):
+        if isinstance(view.get(name), str):
+            view[name] = masked_url(view[name])
+    return view
+
+
+def masked_url(url: str) -> str:
+    """http://user:secret@host/ -> http://user:***@host/; anything else as it is."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @router.get(

@@ -401,9 +401,21 @@
       parts.push(model.available ? `${label}: ${model.name}` : `${label}: unavailable`);
       if (!model.available && missing) notice(`model-${key}`, `${missing}: ${model.error || "no model is loaded"}`, "warning");
     }
-    const rerank = models.rerank;
-    $("#rerank").closest("label").title = rerank && !rerank.available ? `No reranker is loaded: ${rerank.error || ""}` : "";
+    // Options that cannot run are disabled, with the reason as their tooltip.
+    const unavailable = (model, why) => (model && !model.available ? `${why}${model.error ? ` (${model.error})` : ""}` : null);
+    const noReranker = unavailable(models.rerank, "No reranker is loaded");
+    for (const box of [$("#rerank"), $("#ask-rerank")]) disableOption(box, noReranker);
+    disableOption($('input[name="modality"][value="image"]'), unavailable(models.image, "Pictures cannot be searched: no CLIP model is loaded"));
     $("#models").textContent = `${parts.join(" · ")} · Prism ${info.version} ·`;
+  }
+
+  function disableOption(box, reason) {
+    const label = box.closest("label");
+    if (reason) box.checked = false;
+    box.disabled = Boolean(reason);
+    label.classList.toggle("unavailable", Boolean(reason));
+    if (reason) label.title = reason;
+    else label.removeAttribute("title");
   }
 
   // ------------------------------------------------------------------ search
@@ -529,8 +541,27 @@
     if (data.rerank && data.rerank.applied) skipped.unshift(`Reranked by ${data.rerank.model}.`);
     show($("#skipped"), skipped.join(" · "));
     $("#search-summary").hidden = false;
-    $("#results").replaceChildren(...results.map((hit, index) => renderHit(hit, index, text)));
+    $("#results").replaceChildren(...groupByDocument(results).map((group) => renderHit(group, text)));
     applyThreshold();
+  }
+
+  // The chunks of one text document found together are shown as one result, where its best chunk
+  // ranks, with its passages in the document's order. Pictures and recordings' moments stay apart.
+  function groupByDocument(results) {
+    const groups = [];
+    const byDocument = new Map();
+    results.forEach((hit, index) => {
+      const key = hit.modality === "text" ? `${hit.collection}\u0000${hit.doc_id}` : null;
+      if (key !== null && byDocument.has(key)) {
+        byDocument.get(key).chunks.push(hit);
+        return;
+      }
+      const group = { best: hit, rank: index + 1, chunks: [hit] };
+      groups.push(group);
+      if (key !== null) byDocument.set(key, group);
+    });
+    for (const group of groups) group.chunks.sort((a, b) => (a.position ?? 0) - (b.position ?? 0));
+    return groups;
   }
 
   // What the threshold is compared with: the reranker's judgement when there is one, else the best
@@ -541,50 +572,55 @@
     return cosines.length ? Math.max(...cosines) : hit.score;
   }
 
+  // Results that reach the threshold are highlighted and listed first, each group in the fused order:
+  // a greyed result never sits above a highlighted one.
   function applyThreshold() {
     const limit = threshold();
-    for (const item of $$("#results > li")) {
+    const items = $$("#results > li").sort((a, b) => Number(a.dataset.rank) - Number(b.dataset.rank));
+    for (const item of items) {
       const relevant = Number(item.dataset.relevance) >= limit;
       item.classList.toggle("relevant", relevant);
       item.classList.toggle("faint", !relevant);
     }
+    const order = [...items.filter((item) => item.classList.contains("relevant")), ...items.filter((item) => !item.classList.contains("relevant"))];
+    const current = $$("#results > li");
+    if (order.some((item, index) => item !== current[index])) $("#results").replaceChildren(...order); // moving a node pauses its player
   }
+
+  const RELEVANCE_TIP =
+    "Relevance: the reranker's score when the results were reranked, else the best cosine similarity among the routes that found it. " +
+    "Results reaching the threshold are highlighted and listed first; each group keeps the order of the fused ranking of all routes.";
 
   function titleOf(hit) {
     return hit.title || hit.source || hit.doc_id;
   }
 
-  function renderHit(hit, index, text) {
-    const value = relevance(hit);
-    const scores = el(
-      "span",
-      { class: "scores" },
-      el("span", { class: "score", title: "The fused score" }, `score ${formatScore(hit.score)}`),
-      hit.rerank_score !== null && hit.rerank_score !== undefined
-        ? el("span", { class: "rerank-score", title: "The reranker's relevance" }, `rerank ${formatScore(hit.rerank_score)}`)
-        : null,
-      hit.rerank_score == null && Math.abs(value - hit.score) > 1e-6
-        ? el("span", { class: "cosine", title: "The best cosine similarity among the routes that found it" }, `cosine ${formatScore(value)}`)
-        : null,
-    );
+  function renderHit(group, text) {
+    const hit = group.best;
+    const value = Math.max(...group.chunks.map(relevance));
+    const reranked = hit.rerank_score !== null && hit.rerank_score !== undefined;
+    const detail = ` This one: fused rank ${group.rank}, fused score ${formatScore(hit.score)}${reranked ? ", reranked" : ""}.`;
+    const scores = el("span", { class: "scores" }, el("span", { class: "relevance", title: RELEVANCE_TIP + detail }, `relevance ${formatScore(value)}`));
     const routes = Object.entries(hit.routes || {})
       .map(([route, found]) => `${route} #${found.rank}`)
       .join(", ");
+    const source = hit.source && hit.source !== titleOf(hit) ? el("span", { class: "result-source", title: "Where it came from" }, hit.source) : null;
     const head = el(
       "div",
       { class: "result-head" },
       el("span", { class: `badge ${hit.modality}` }, modalityLabel(hit.modality)),
       el("span", { class: "result-title" }, titleOf(hit)),
+      source,
       scores,
     );
     const item = el("li", {
       class: `result ${hit.modality}`,
-      dataset: { id: hit.id, docId: hit.doc_id, modality: hit.modality, score: hit.score, relevance: value, rank: index + 1 },
+      dataset: { id: hit.id, docId: hit.doc_id, modality: hit.modality, score: hit.score, relevance: value, rank: group.rank, chunks: group.chunks.length },
     });
     item.append(head);
     if (hit.modality === "image") item.append(renderPicture(hit));
     else if (hit.modality === "audio") item.append(renderAudio(hit, text));
-    else item.append(el("p", { class: "passage" }, highlight(hit.text, text)));
+    else for (const chunk of group.chunks) item.append(el("p", { class: "passage", dataset: { id: chunk.id, position: chunk.position ?? 0 } }, highlight(chunk.text, text)));
     if (routes) item.append(el("p", { class: "routes" }, `Found by ${routes}`));
     return item;
   }
@@ -811,28 +847,64 @@
         message.textContent = kind === "audio" ? "Uploaded; transcribing…" : "Uploaded; processing…";
       }
     };
-    const makeForm = () => {
-      const form = new FormData();
-      form.append("collection", name);
-      for (const entry of entries) form.append("files", entry.file, entry.file.name);
-      if (kind === "images") for (const entry of entries) form.append("caption", entry.caption.trim());
-      return form;
-    };
-    try {
-      let { status, data } = await upload(spec.path, makeForm, progress);
+    const sendEntries = async (some, onProgress) => {
+      let { status, data } = await upload(spec.path, () => formOf(kind, some, name), onProgress);
       if (status === 202) {
         row.dataset.job = data.job_id;
         data = await followJob(data, bar, message);
       }
+      return data;
+    };
+    try {
+      const data = await sendEntries(entries, progress);
       bar.value = 1;
       row.classList.add("done");
       message.textContent = `Done: ${plural(data.ids.length, spec.noun)} stored in “${name}” (${plural(data.chunks, ["item", "items"])}).`;
     } catch (failure) {
+      if (entries.length > 1 && failure instanceof ApiError && REFUSED_FOR_A_FILE.includes(failure.status)) {
+        await uploadOneByOne(entries, name, row, bar, message, sendEntries);
+        return;
+      }
       bar.value = 0;
       row.classList.add("failed");
       message.textContent = "Failed.";
       show(error, describe(failure));
     }
+  }
+
+  function formOf(kind, entries, name) {
+    const form = new FormData();
+    form.append("collection", name);
+    for (const entry of entries) form.append("files", entry.file, entry.file.name);
+    if (kind === "images") for (const entry of entries) form.append("caption", entry.caption.trim());
+    return form;
+  }
+
+  // The server stores a batch whole or not at all. When it refuses one for a file's content (a
+  // picture that is not one, a file too large, a type it does not read), the files are sent again one
+  // by one: the good ones are stored, and each refused one is listed with the server's reason.
+  const REFUSED_FOR_A_FILE = [400, 413, 415];
+
+  async function uploadOneByOne(entries, name, row, bar, message, sendEntries) {
+    const list = el("ul", { class: "upload-files", "aria-live": "polite" });
+    row.append(list);
+    let stored = 0;
+    for (const [index, entry] of entries.entries()) {
+      message.textContent = `A file was refused; sending the files one by one (${index + 1} of ${entries.length})…`;
+      bar.value = index / entries.length;
+      try {
+        await sendEntries([entry], () => {});
+        stored += 1;
+        list.append(el("li", { class: "stored", dataset: { name: entry.file.name } }, `${entry.file.name}: stored`));
+      } catch (failure) {
+        list.append(el("li", { class: "refused", dataset: { name: entry.file.name } }, `${entry.file.name}: ${describe(failure)}`));
+      }
+    }
+    bar.value = 1;
+    row.classList.add("failed");
+    if (stored) row.classList.add("partial");
+    const refused = entries.length - stored;
+    message.textContent = `Stored ${stored} of ${entries.length} files in “${name}”; ${refused} refused (below).`;
   }
 
   // A long recording is a background job: poll it and show its progress until it is done.
