@@ -30,7 +30,6 @@ except ImportError:  # pragma: no cover - faiss-cpu is a dependency; LiteIndex w
 BAND_EXTRA = 64  # candidates asked for beyond k at first
 MAX_CANDIDATES = 4096  # past this many rows within the band (many near-equal scores), score all rows exactly
 
-_threads_set = False
 
 
 class SharedLock:
@@ -80,12 +79,9 @@ class HalfScan:
     """float16 copies of unit vectors, one per slot of a LiteIndex storage, in slot order."""
 
     def __init__(self, dimension: int) -> None:
-        global _threads_set
-        if not _threads_set:
-            # One query is one scan: faiss's OpenMP threads only add spinning (62 ms against 23 ms for a
-            # float32 scan on 2 busy cores here). This is process-wide, for faiss alone.
-            faiss.omp_set_num_threads(1)
-            _threads_set = True
+        # No faiss.omp_set_num_threads here: OpenMP's thread count belongs to the calling thread and
+        # the OpenMP runtime is PyTorch's too, so it would narrow that thread's PyTorch operations as
+        # well. Scans follow PRISM_CPU_THREADS (encoders/base.py set_cpu_threads), with passive waits.
         self._index = faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
         self._lock = SharedLock()
         self._band = 2 * error_bound(dimension)
