@@ -91,21 +91,28 @@ def running_server(extra_env: dict[str, str] | None = None, data_dir: str | Path
         client = ServerClient(f"http://127.0.0.1:{port}", api_key="", timeout=600)
         client.pid = server.pid
         try:
-            deadline = time.monotonic() + 900  # loading a large Lite collection takes minutes
-            while True:
-                try:
-                    if client.ready()["status"] == "ready":
-                        break
-                except PrismConnectionError:
-                    pass  # not listening yet
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the Prism server did not become ready")
-                time.sleep(0.2)
+            # Loading a large Lite collection takes minutes.
+            wait_for_process(server, lambda: client.ready()["status"] == "ready", PrismConnectionError, 900, 0.2, "the Prism server did not become ready")
             yield client
         finally:
             client.close()
             server.terminate()
             server.wait(timeout=120)
+
+
+def wait_for_process(server: subprocess.Popen, is_ready, not_listening: type[Exception] | tuple, timeout_s: float, interval_s: float, failure: str) -> None:
+    """Poll is_ready() until it is true (is_ready raising `not_listening` counts as not yet); raise
+    RuntimeError(failure) if the server process exits or timeout_s passes first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if is_ready():
+                return
+        except not_listening:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(failure)
+        time.sleep(interval_s)
 
 
 def rss_mb(pid: int) -> float:

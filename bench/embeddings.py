@@ -26,7 +26,7 @@ from typing import Iterator
 import httpx
 import numpy as np
 
-from common import ROOT, TEXT_ONLY, free_port, model_env, percentile, running_server, synthetic_documents, write_results
+from common import ROOT, TEXT_ONLY, free_port, model_env, percentile, running_server, synthetic_documents, wait_for_process, write_results
 
 INFINITY = "infinity-emb[server,torch]==0.0.78"
 VENV = ROOT / ".venv-infinity"
@@ -64,16 +64,7 @@ def infinity_server(executable: Path, directory: str, threads: int | None) -> It
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                if client.get("/models").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("infinity did not start")
-            time.sleep(0.5)
+        wait_for_process(server, lambda: client.get("/models").status_code == 200, httpx.TransportError, 600, 0.5, "infinity did not start")
         yield client
     finally:
         client.close()
@@ -140,8 +131,9 @@ def main() -> None:
     bare = bare_speed(texts_for(args.requests, args.texts_per_request, seed=0), int(prism_env["PRISM_CPU_THREADS"]) if prism_env.get("PRISM_CPU_THREADS") else None)
     print("bare", bare, flush=True)
     with running_server(prism_env) as prism, infinity_server(executable, directory, int(args.infinity_threads) if args.infinity_threads else None) as infinity:
-        prism.base_url = prism.base_url.join("/v1")
-        servers = {"prism": (prism, "default"), "infinity": (infinity, infinity.get("/models").json()["data"][0]["id"])}
+        openai_routes = prism.http  # the client's httpx.Client, moved under /v1 like infinity's routes
+        openai_routes.base_url = openai_routes.base_url.join("/v1")
+        servers = {"prism": (openai_routes, "default"), "infinity": (infinity, infinity.get("/models").json()["data"][0]["id"])}
         probe = texts_for(1, args.texts_per_request, seed=99)[0]
         vectors = {name: embed(client, model, probe) for name, (client, model) in servers.items()}
         agreement = float(np.min(np.sum(vectors["prism"] * vectors["infinity"], axis=1) / np.linalg.norm(vectors["infinity"], axis=1)))
