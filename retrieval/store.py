@@ -32,6 +32,7 @@ from typing import Any
 
 from pymilvus import MilvusClient
 
+from retrieval.lite_repair import repair_replayed_rows
 from retrieval.lite_server import lite_acquired, lite_released
 from retrieval.store_errors import (
     StoreMismatch,
@@ -314,6 +315,8 @@ class MilvusStore(CollectionRegistry, ItemRows, VersionRows, IndexedSpace):
         # Milvus Lite opens existing collections released (queries fail until loaded); a
         # server keeps them loaded, and loading a loaded collection is a no-op.
         self._call("load_collection", collection, timeout=max(self._timeout, LOAD_TIMEOUT_SECONDS))
+        if self._kind == "milvus-lite" and self._lite_path is not None:
+            repair_replayed_rows(self._lite_path, collection, lambda rows: self._call("upsert", collection, rows))
 
     def _seal_lite_writes(self, collection: str, rows: int = 1) -> None:
         """On Milvus Lite, flush after writes. Lite searches unflushed rows by brute force in Python:
