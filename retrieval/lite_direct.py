@@ -93,8 +93,9 @@ def get_rows(lite_path: str, collection: str, row_ids: list[str], fields: list[s
     return rows
 
 
-def read_lite_columns(lite_path: str, collection: str) -> tuple[np.ndarray, pa.Table]:
-    """Every live row of a Lite collection in this process: its vectors and the index's fields."""
+def read_lite_columns(lite_path: str, collection: str, with_vectors: bool = True) -> tuple[np.ndarray, pa.Table]:
+    """Every live row of a Lite collection in this process: its vectors (an empty array without
+    `with_vectors`) and the index's fields."""
     from milvus_lite.search.bitmap import build_valid_mask
 
     lite = lite_collection(lite_path, collection)
@@ -105,19 +106,27 @@ def read_lite_columns(lite_path: str, collection: str) -> tuple[np.ndarray, pa.T
         if segment.num_rows:
             keys.extend(segment.pks)
             sequences.append(segment.seqs)
-            vectors.append(segment.vectors)
+            vectors.append(segment.vectors if with_vectors else np.zeros((segment.num_rows, 0), dtype=np.float32))
             tables.append(segment.table.select(FIELDS).cast(ARROW_SCHEMA))
-    memtable_keys, memtable_sequences, memtable_vectors, _, memtable_table = lite._memtable.to_search_snapshot(vector_field="vector", include_table=True)
+    vector_field = "vector" if with_vectors else None
+    memtable_keys, memtable_sequences, memtable_vectors, _, memtable_table = lite._memtable.to_search_snapshot(vector_field=vector_field, include_table=True)
     if memtable_keys:
         keys.extend(memtable_keys)
         sequences.append(memtable_sequences)
-        vectors.append(np.asarray(memtable_vectors, dtype=np.float32))
+        vectors.append(np.asarray(memtable_vectors, dtype=np.float32) if with_vectors else np.zeros((len(memtable_keys), 0), dtype=np.float32))
         tables.append(memtable_table.select(FIELDS).cast(ARROW_SCHEMA))
     if not keys:
         return np.zeros((0, 0), dtype=np.float32), ARROW_SCHEMA.empty_table()
     live = build_valid_mask(keys, np.concatenate(sequences), deletes, memtable=lite._memtable)
     table = pa.concat_tables(tables).filter(pa.array(live))
     return np.concatenate(vectors)[live], table
+
+
+def read_key_rows(lite_path: str, collection: str, fields: list[str]) -> list[dict[str, Any]]:
+    """`fields` (some of FIELDS) of every live row of a Lite collection in this process, as the
+    client's query would give them (metadata is left as Lite's JSON text)."""
+    _, table = read_lite_columns(lite_path, collection, with_vectors=False)
+    return table.select(fields).to_pylist()
 
 
 def _check_keys(table: pa.Table) -> None:

@@ -24,7 +24,8 @@ import numpy as np
 from retrieval.filters import string_in
 from retrieval.lite_flush import DelayedFlush
 from retrieval.lite_index import LiteIndex
-from retrieval.lite_direct import TooLarge, fill, get_rows
+from retrieval.lite_direct import FIELDS as DIRECT_FIELDS
+from retrieval.lite_direct import TooLarge, fill, get_rows, read_key_rows
 from retrieval.lite_match import RowMatch
 from retrieval.store_schema import ITEM_FIELDS, StoreKind, item_from_row
 from retrieval.types import Item
@@ -33,6 +34,7 @@ log = logging.getLogger("prism")
 
 DEFAULT_LITE_INDEX_MAX_ITEMS = 1_000_000
 KEY_BATCH = 500  # primary keys per `row_id in [...]`
+DIRECT_SCAN_FIELDS = set(DIRECT_FIELDS) - {"metadata"}  # Lite keeps JSON as text: read through the client
 FETCH_ATTEMPTS = 3  # reads again after finding a row gone (a delete in flight)
 
 
@@ -194,6 +196,17 @@ class IndexedSpace:
         try:
             return get_rows(self._lite_path, collection, keys, fields)
         except Exception:  # noqa: BLE001
+            return None
+
+    def _direct_scan(self, fields: list[str]) -> list[dict[str, Any]] | None:
+        """`fields` of every row, read from Milvus Lite's tables in this process (retrieval/lite_direct.py);
+        None on a server, for fields it does not read that way, or if that fails (the client then reads)."""
+        if self._lite_path is None or not set(fields) <= DIRECT_SCAN_FIELDS:
+            return None
+        try:
+            return read_key_rows(self._lite_path, self._space_collection, fields)
+        except Exception as error:  # noqa: BLE001
+            log.warning("reading Milvus Lite's %s directly failed (%r): reading it through the client", self._space_collection, error)
             return None
 
     def _fetch_through_client(self, row_ids: Sequence[str], fields: list[str]) -> dict[str, Item]:

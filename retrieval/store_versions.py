@@ -79,8 +79,15 @@ class VersionRows:
 
     def scan(self, fields: Sequence[str] = KEY_FIELDS, expression: str = 'row_id != ""') -> Iterator[list[dict[str, Any]]]:
         """Every row matching `expression` (all of them by default), a page at a time, with `fields`,
-        read from Milvus itself. Unfiltered by writes in progress: for the doctor, which sees everything."""
+        read from Milvus itself. Unfiltered by writes in progress: for the doctor, which sees everything.
+        On Milvus Lite, all rows' key fields are read from its tables in this process (the doctor at
+        start: through the client, 100k rows took 20 s, during which searches waited)."""
         if not self._space_exists():
+            return
+        rows = self._direct_scan(list(fields)) if expression == 'row_id != ""' else None
+        if rows is not None:
+            for start in range(0, len(rows), SCAN_BATCH):
+                yield [row for row in rows[start : start + SCAN_BATCH] if row["row_id"] != SESSION_CLOCK_ID]
             return
         with self._lock:
             iterator = self._call("query_iterator", self._space_collection, batch_size=SCAN_BATCH, filter=expression, output_fields=list(fields))
