@@ -16,6 +16,8 @@ from retrieval.store_schema import ITEM_FIELDS, KEY_FIELDS, item_from_row
 from retrieval.types import Item
 from retrieval.versions import Txn
 
+EVERY_ROW = 'row_id != ""'  # the filter that selects every row (a scan of it may read Lite's tables directly)
+
 
 class VersionRows:
     """Expects from MilvusStore: _call, _query, _lock, _space_exists, _space_collection,
@@ -77,14 +79,14 @@ class VersionRows:
             if self._space_exists():
                 self._delete_keys(list(dict.fromkeys(row_ids)))
 
-    def scan(self, fields: Sequence[str] = KEY_FIELDS, expression: str = 'row_id != ""') -> Iterator[list[dict[str, Any]]]:
+    def scan(self, fields: Sequence[str] = KEY_FIELDS, expression: str = EVERY_ROW) -> Iterator[list[dict[str, Any]]]:
         """Every row matching `expression` (all of them by default), a page at a time, with `fields`,
         read from Milvus itself. Unfiltered by writes in progress: for the doctor, which sees everything.
         On Milvus Lite, all rows' key fields are read from its tables in this process (the doctor at
         start: through the client, 100k rows took 20 s, during which searches waited)."""
         if not self._space_exists():
             return
-        rows = self._direct_scan(list(fields)) if expression == 'row_id != ""' else None
+        rows = self._direct_scan(list(fields)) if expression == EVERY_ROW else None
         if rows is not None:
             for start in range(0, len(rows), SCAN_BATCH):
                 yield [row for row in rows[start : start + SCAN_BATCH] if row["row_id"] != SESSION_CLOCK_ID]
